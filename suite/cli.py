@@ -1,0 +1,47 @@
+"""`python -m suite <command>`: a thin dispatcher over the modules in suite/commands/.
+
+Each command module exposes `register(subparsers)` (adds its parser and sets `func`) so that a
+command's flags live next to its implementation. Modules are imported only when listed here, and
+each keeps its heavy imports (torch, ray, mlflow) inside its `func` so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from suite.errors import SuiteError
+
+COMMANDS = ("models", "tasks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m suite",
+        description="Spikformer Suite: train, tune and compare Spikformer on image, event and skeleton tasks.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"suite.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except SuiteError as err:
+        print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,270 @@
+"""The Task contract: what a benchmark task declares and what it must provide.
+
+A task is two things, in the style of lm-evaluation-harness:
+- a declarative config (a YAML file beside the plugin, loaded into `TaskConfig`): name, modality,
+  protocols, classes, input shape, stem kind, the paper's recipe and reference results;
+- a small `Task` subclass that knows the dataset's on-disk format and builds train/eval datasets.
+
+Datasets return `(x, label)` where `x` is a float tensor ready for the model: `[C, H, W]` for a
+static sample (the model repeats it over T) or `[T, C, H, W]` for a sequence (event frames,
+skeleton segments). Plugins register under the entry-point group `ENTRY_POINT_GROUP`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+
+from suite.errors import DataNotFoundError, PluginError, UnknownNameError
+
+ENTRY_POINT_GROUP = "spikformer_suite.tasks"
+DATA_ROOT_ENV = "SUITE_DATA_ROOT"
+DEFAULT_DATA_ROOT = Path("~/.cache/spikformer-suite/data")
+
+Modality = Literal["image", "event", "skeleton"]
+Split = Literal["train", "eval"]
+MODALITIES = ("image", "event", "skeleton")
+STEMS = ("cifar", "imagenet", "dvs")
+
+
+def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
+    """`--data-root`, else $SUITE_DATA_ROOT, else ~/.cache/spikformer-suite/data."""
+    chosen = data_root or os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT
+    return Path(chosen).expanduser()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The paper's training recipe for a task; every `suite run` default comes from here."""
+
+    model: str
+    time_steps: int
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_epochs: int = 0
+    min_lr: float = 1e-5
+    warmup_lr: float = 1e-6
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    label_smoothing: float = 0.1
+    mixup: float = 0.0  # Beta(alpha, alpha) for mixup; 0 disables it
+    cutmix: float = 0.0  # Beta(alpha, alpha) for cutmix; 0 disables it
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5  # chance of cutmix instead of mixup when both are on
+    randaugment: str | None = None  # timm-style string, e.g. "rand-m9-n1-mstd0.4-inc1"
+    random_erasing: float = 0.0
+    amp: str = "off"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A published result for this task (used in `suite tasks`, `suite models` and leaderboards)."""
+
+    model: str
+    time_steps: int
+    top1: float
+    protocol: str | None = None
+    top5: float | None = None
+    params_m: float | None = None
+    energy_mj: float | None = None
+    source: str = "Zhou et al., Spikformer, ICLR 2023"
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """The declarative part of a task, as written in its YAML file."""
+
+    name: str
+    modality: Modality
+    num_classes: int
+    input_shape: tuple[int, int, int]  # (C, H, W) of one time step
+    stem: str
+    recipe: Recipe
+    protocols: tuple[str, ...] = ("default",)  # the first one is the default protocol
+    sequence_input: bool = False  # True: samples are [T, C, H, W]; False: [C, H, W]
+    description: str = ""
+    data_subdir: str = ""  # folder under the data root; defaults to the task name
+    layout: str = ""  # the expected on-disk layout, shown when data is missing
+    source: str = ""  # where to get the data
+    references: tuple[Reference, ...] = ()
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"attn_scale": 0.25}
+    synthetic_size: dict[str, int] = field(default_factory=lambda: {"train": 512, "eval": 256})
+    extra: dict[str, Any] = field(default_factory=dict)  # task-specific knobs
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "TaskConfig":
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise PluginError(f"task config {path}: cannot be read: {err}") from err
+        return cls.from_dict(raw, origin=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], origin: str = "<dict>") -> "TaskConfig":
+        if not isinstance(raw, dict):
+            raise PluginError(f"task config {origin}: expected a mapping, got {type(raw).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise PluginError(f"task config {origin}: unknown keys {unknown}; valid keys: {sorted(known)}")
+        data = dict(raw)
+        try:
+            data["recipe"] = Recipe(**data["recipe"])
+            data["references"] = tuple(Reference(**r) for r in data.get("references", ()))
+            data["input_shape"] = tuple(int(v) for v in data["input_shape"])
+            data["protocols"] = tuple(data.get("protocols", ("default",)))
+            config = cls(**data)
+        except (KeyError, TypeError, ValueError) as err:
+            raise PluginError(f"task config {origin}: {err}") from err
+        config.validate(origin)
+        return config
+
+    def validate(self, origin: str = "<config>") -> None:
+        problems = []
+        if self.modality not in MODALITIES:
+            problems.append(f"modality {self.modality!r} is not one of {MODALITIES}")
+        if self.stem not in STEMS:
+            problems.append(f"stem {self.stem!r} is not one of {STEMS}")
+        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
+            problems.append(f"input_shape {self.input_shape} must be (C, H, W)")
+        if self.num_classes < 2:
+            problems.append(f"num_classes {self.num_classes} must be >= 2")
+        if not self.protocols:
+            problems.append("protocols must not be empty")
+        if problems:
+            raise PluginError(f"task config {origin}: " + "; ".join(problems))
+
+
+class Task:
+    """Base class of every task plugin. Subclasses set `config` and implement `build_real_dataset`."""
+
+    config: ClassVar[TaskConfig]
+
+    # -- declarative attributes, forwarded from the config -----------------------------------
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def modality(self) -> str:
+        return self.config.modality
+
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        return self.config.protocols
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.config.recipe
+
+    def resolve_protocol(self, protocol: str | None) -> str:
+        if protocol is None:
+            return self.protocols[0]
+        if protocol not in self.protocols:
+            raise UnknownNameError(
+                f"task {self.name!r} has no protocol {protocol!r}; valid protocols: {', '.join(self.protocols)}"
+            )
+        return protocol
+
+    def data_dir(self, data_root: str | os.PathLike | None = None) -> Path:
+        return resolve_data_root(data_root) / (self.config.data_subdir or self.name)
+
+    def model_kwargs(self, time_steps: int | None = None) -> dict[str, Any]:
+        """Arguments for `suite.models.create_model` that fit this task's inputs."""
+        c, h, w = self.config.input_shape
+        return {
+            "num_classes": self.num_classes,
+            "stem": self.config.stem,
+            "in_channels": c,
+            "img_size": (h, w),
+            "time_steps": time_steps or self.recipe.time_steps,
+            **self.config.model_overrides,
+        }
+
+    def sample_shape(self, time_steps: int | None = None) -> tuple[int, ...]:
+        """Shape of one dataset sample `x` (without the batch dimension)."""
+        shape = tuple(self.config.input_shape)
+        if self.config.sequence_input:
+            return (time_steps or self.recipe.time_steps, *shape)
+        return shape
+
+    # -- data --------------------------------------------------------------------------------
+    def is_available(self, data_root: str | os.PathLike | None = None) -> bool:
+        """Whether the real data is found under the data root (cheap: no parsing)."""
+        return self.data_dir(data_root).is_dir()
+
+    def build_dataset(
+        self,
+        split: Split,
+        *,
+        data: str | os.PathLike | None = None,
+        protocol: str | None = None,
+        time_steps: int | None = None,
+        download: bool = False,
+        skip_corrupt: bool = False,
+        augment: bool | None = None,
+        seed: int = 0,
+        synthetic_size: int | None = None,
+    ):
+        """`data="synthetic"` gives the deterministic synthetic set; otherwise a data root (or None)."""
+        if split not in ("train", "eval"):
+            raise UnknownNameError(f"split {split!r} is not one of 'train', 'eval'")
+        protocol = self.resolve_protocol(protocol)
+        time_steps = time_steps or self.recipe.time_steps
+        if str(data) == "synthetic":
+            from suite.synthetic import SyntheticDataset
+
+            size = synthetic_size or self.config.synthetic_size[split]
+            return SyntheticDataset(
+                modality=self.modality,
+                sample_shape=self.sample_shape(time_steps),
+                num_classes=self.num_classes,
+                size=size,
+                seed=seed + (0 if split == "train" else 1_000_003),
+                class_seed=seed,
+            )
+        return self.build_real_dataset(
+            split,
+            data_root=resolve_data_root(data),
+            protocol=protocol,
+            time_steps=time_steps,
+            download=download,
+            skip_corrupt=skip_corrupt,
+            augment=(split == "train") if augment is None else augment,
+        )
+
+    def build_real_dataset(
+        self,
+        split: Split,
+        *,
+        data_root: Path,
+        protocol: str,
+        time_steps: int,
+        download: bool,
+        skip_corrupt: bool,
+        augment: bool,
+    ):
+        raise NotImplementedError(f"task {self.name!r} does not implement build_real_dataset")
+
+    def missing_data_error(self, data_root: str | os.PathLike | None, detail: str = "") -> DataNotFoundError:
+        """The error for absent data: names the task, the expected layout and where to get it."""
+        where = self.data_dir(data_root)
+        lines = [f"task {self.name!r}: data not found at {where}" + (f" ({detail})" if detail else "")]
+        if self.config.layout:
+            lines.append(f"expected layout under {where}:\n{self.config.layout.rstrip()}")
+        if self.config.source:
+            lines.append(f"get it from: {self.config.source}")
+        lines.append(f"or point --data-root / ${DATA_ROOT_ENV} at the folder holding '{where.name}/'")
+        return DataNotFoundError("\n".join(lines))

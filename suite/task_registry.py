@@ -1,0 +1,73 @@
+"""Task discovery through the `spikformer_suite.tasks` entry-point group.
+
+Built-in tasks (the `tasks` package) register in pyproject.toml exactly like a third-party
+package would. A plugin that fails to import or breaks the Task contract raises `PluginError`
+naming the plugin: a broken plugin is never silently skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib.metadata import entry_points
+
+from suite.errors import PluginError, UnknownNameError
+from suite.task import ENTRY_POINT_GROUP, Task, TaskConfig
+
+
+def _load(entry_point) -> Task:
+    try:
+        obj = entry_point.load()
+    except Exception as err:  # any import-time failure of a plugin is the plugin's fault
+        raise PluginError(
+            f"task plugin {entry_point.name!r} ({entry_point.value}) failed to load: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    task = obj() if isinstance(obj, type) else obj
+    if not isinstance(task, Task) or not isinstance(getattr(task, "config", None), TaskConfig):
+        raise PluginError(
+            f"task plugin {entry_point.name!r} ({entry_point.value}) is not a suite.task.Task "
+            "with a TaskConfig `config`"
+        )
+    if task.config.name != entry_point.name:
+        raise PluginError(
+            f"task plugin {entry_point.name!r} ({entry_point.value}) declares name "
+            f"{task.config.name!r}; the entry-point name and config name must match"
+        )
+    return task
+
+
+@functools.cache
+def _entry_points() -> dict[str, object]:
+    found = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in found and found[ep.name].value != ep.value:
+            raise PluginError(
+                f"task name {ep.name!r} is registered twice: {found[ep.name].value} and {ep.value}"
+            )
+        found[ep.name] = ep
+    return found
+
+
+@functools.cache
+def get_task(name: str) -> Task:
+    eps = _entry_points()
+    if name not in eps:
+        valid = ", ".join(sorted(eps)) or "(none installed)"
+        raise UnknownNameError(f"unknown task {name!r}; valid tasks: {valid}")
+    return _load(eps[name])
+
+
+def list_tasks() -> list[str]:
+    """Names of all registered tasks (without loading them)."""
+    return sorted(_entry_points())
+
+
+def load_all_tasks() -> list[Task]:
+    """Load every registered task; the first broken plugin raises PluginError."""
+    return [get_task(name) for name in list_tasks()]
+
+
+def clear_cache() -> None:
+    """Forget discovered plugins (after installing a new one in the same process)."""
+    _entry_points.cache_clear()
+    get_task.cache_clear()

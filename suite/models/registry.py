@@ -1,0 +1,102 @@
+"""Model registry in the style of timm: every name is a tiny factory over one SpikformerConfig.
+
+`spikformer-L-D` means L encoder blocks of width D, for any L >= 1 and D divisible by 8. The paper's
+variants carry their stem, input and head count; other names get the stem's defaults and
+heads = D / head width of the stem (32 cifar, 64 imagenet, 16 dvs: the paper's own ratios, which
+reproduce every published variant's head count). Every field is overridable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from suite.errors import UnknownNameError
+from suite.models.spikformer import HEAD_DIM, STEM_POOLS, Spikformer, SpikformerConfig
+
+NAME_PATTERN = re.compile(r"^spikformer-(\d+)-(\d+)$")
+
+# Per stem: the input the official code was trained on.
+STEM_DEFAULTS = {
+    "cifar": dict(in_channels=3, img_size=(32, 32), num_classes=10, time_steps=4, qkv_bias=True),
+    "imagenet": dict(in_channels=3, img_size=(224, 224), num_classes=1000, time_steps=4, qkv_bias=False),
+    "dvs": dict(in_channels=2, img_size=(128, 128), num_classes=10, time_steps=16, qkv_bias=False),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperVariant:
+    stem: str
+    paper_top1: str  # as published, per dataset
+    overrides: tuple[tuple[str, object], ...] = ()
+
+
+PAPER_VARIANTS = {
+    "spikformer-4-384": PaperVariant("cifar", "CIFAR-10 95.19, CIFAR-100 77.86"),
+    "spikformer-2-384": PaperVariant("cifar", "CIFAR-10 94.80, CIFAR-100 76.95"),
+    "spikformer-4-256": PaperVariant("cifar", "CIFAR-10 93.94, CIFAR-100 75.96"),
+    "spikformer-8-384": PaperVariant("imagenet", "ImageNet 70.24"),
+    "spikformer-6-512": PaperVariant("imagenet", "ImageNet 72.46"),
+    "spikformer-8-512": PaperVariant("imagenet", "ImageNet 73.38"),
+    "spikformer-10-512": PaperVariant("imagenet", "ImageNet 73.68"),
+    "spikformer-8-768": PaperVariant("imagenet", "ImageNet 74.81"),
+    # The official dvs code is its CIFAR10-DVS model, whose attention scale is 0.25.
+    "spikformer-2-256": PaperVariant("dvs", "CIFAR10-DVS 80.9, DVS128 Gesture 98.3", (("attn_scale", 0.25),)),
+}
+
+OVERRIDABLE = tuple(f.name for f in dataclasses.fields(SpikformerConfig) if f.name not in ("depth", "dim"))
+
+
+def list_models() -> list[str]:
+    """The paper's variants, smallest first; any other `spikformer-L-D` name is valid too."""
+    return sorted(PAPER_VARIANTS, key=lambda n: tuple(int(v) for v in NAME_PATTERN.match(n).groups())[::-1])
+
+
+def _invalid_name(name: str, why: str) -> UnknownNameError:
+    return UnknownNameError(
+        f"unknown model {name!r} ({why}); valid names: {', '.join(list_models())}, "
+        "or any 'spikformer-L-D' with L blocks and D dims (D divisible by 8)"
+    )
+
+
+def default_heads(dim: int, stem: str) -> int:
+    heads = max(1, dim // HEAD_DIM[stem])
+    while dim % heads:  # fall back to the nearest smaller head count that divides dim
+        heads -= 1
+    return heads
+
+
+def model_config(name: str, num_classes: int | None = None, **overrides) -> SpikformerConfig:
+    match = NAME_PATTERN.match(name) if isinstance(name, str) else None
+    if not match:
+        raise _invalid_name(name, "names look like 'spikformer-4-384'")
+    depth, dim = (int(v) for v in match.groups())
+    if depth < 1 or dim < 8 or dim % 8:
+        raise _invalid_name(name, "needs L >= 1 and D a positive multiple of 8")
+    unknown = sorted(set(overrides) - set(OVERRIDABLE))
+    if unknown:
+        raise UnknownNameError(f"unknown model option(s) {unknown}; valid options: {', '.join(OVERRIDABLE)}")
+
+    variant = PAPER_VARIANTS.get(name)
+    stem = overrides.get("stem") or (variant.stem if variant else "cifar")
+    if stem not in STEM_POOLS:
+        raise UnknownNameError(f"unknown stem {stem!r} for model {name!r}; valid stems: {', '.join(STEM_POOLS)}")
+    fields = dict(STEM_DEFAULTS[stem], stem=stem, heads=default_heads(dim, stem))
+    if variant and variant.stem == stem:
+        fields.update(variant.overrides)
+    fields.update(overrides)
+    if num_classes is not None:
+        fields["num_classes"] = num_classes
+    if isinstance(fields["img_size"], int):
+        fields["img_size"] = (fields["img_size"], fields["img_size"])
+    fields["img_size"] = tuple(int(v) for v in fields["img_size"])
+    return SpikformerConfig(depth=depth, dim=dim, **fields)
+
+
+def create_model(name: str, num_classes: int | None = None, **overrides) -> Spikformer:
+    """Build `name` (e.g. "spikformer-4-384"), optionally overriding any SpikformerConfig field."""
+    return Spikformer(model_config(name, num_classes, **overrides))
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())

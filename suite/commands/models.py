@@ -1,0 +1,53 @@
+"""`suite models`: the registry's table (name, stem, input, T, heads, params, paper top-1)."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("models", help="list the registered Spikformer variants")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def model_rows() -> list[dict]:
+    import torch
+
+    from suite.models import PAPER_VARIANTS, count_parameters, create_model, list_models
+
+    rows = []
+    for name in list_models():
+        with torch.device("meta"):  # parameter counts without allocating 66M floats
+            model = create_model(name)
+        cfg = model.config
+        rows.append(
+            {
+                "name": name,
+                "stem": cfg.stem,
+                "input": f"{cfg.in_channels}x{cfg.img_size[0]}x{cfg.img_size[1]}",
+                "classes": cfg.num_classes,
+                "T": cfg.time_steps,
+                "heads": cfg.heads,
+                "params": count_parameters(model),
+                "paper_top1": PAPER_VARIANTS[name].paper_top1,
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict], columns: list[str]) -> str:
+    cells = [[str(r[c]) if not isinstance(r[c], int) or c != "params" else f"{r[c]:,}" for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(row) for row in cells)])
+
+
+def run(args) -> int:
+    rows = model_rows()
+    if args.json:
+        import json
+
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_table(rows, ["name", "stem", "input", "classes", "T", "heads", "params", "paper_top1"]))
+        print("\nAny 'spikformer-L-D' name works (L blocks, D dims); see `suite.models.create_model`.")
+    return 0

@@ -1,0 +1,258 @@
+"""Preprocess NTU `.skeleton` files once into a memory-mapped cache; later epochs never re-parse.
+
+Layout of one cache (`<data dir>/cache/<key>/`, key = hash of the preprocessing settings):
+    clips.npy      float32 [samples, frames, bodies, 25, 3], row i belongs to manifest sample i
+    labels.npy     int64 [samples], 0-based action labels
+    manifest.json  settings, array shapes, and per sample: name, source path (relative to the data
+                   dir), size, mtime_ns, label, and the parse error if the file is corrupt
+
+The cache is fresh when every source's path, size and mtime match the manifest. Otherwise it is
+rebuilt incrementally: unchanged samples are copied from the old arrays, only new or changed files
+are parsed (in a process pool, with a progress bar), and the new folder replaces the old one in one
+rename, so a reader never sees a half-written cache. A file lock serialises concurrent builders
+(e.g. several trainers starting on one machine).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from suite.errors import CorruptDataError
+from tasks.ntu_preprocess import COORDS, skeleton_to_clip
+from tasks.ntu_skeleton import JOINTS, read_skeleton
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump whenever the preprocessing output changes
+MANIFEST = "manifest.json"
+_IN_PROCESS_BELOW = 256  # fewer files: starting worker processes (~1-2 s) costs more than it saves
+_COPY_CHUNK = 2048
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    frames: int
+    max_bodies: int
+
+    def key(self) -> str:
+        settings = {"version": CACHE_VERSION, **asdict(self), "joints": JOINTS, "coords": COORDS}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+    def clip_shape(self) -> tuple[int, ...]:
+        return (self.frames, self.max_bodies, JOINTS, COORDS)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    name: str
+    path: Path
+    relpath: str  # relative to the data dir, as stored in the manifest
+    size: int
+    mtime_ns: int
+    label: int
+
+    def signature(self) -> tuple[int, int]:
+        return (self.size, self.mtime_ns)
+
+
+class SkeletonCache:
+    """A built cache: the manifest plus lazily opened, read-only memory maps of the arrays."""
+
+    def __init__(self, folder: Path, manifest: dict):
+        self.folder = folder
+        self.manifest = manifest
+        self.samples: list[dict] = manifest["samples"]
+        self.row_of = {sample["name"]: row for row, sample in enumerate(self.samples)}
+
+    @property
+    def clips_path(self) -> Path:
+        return self.folder / self.manifest["clips"]["file"]
+
+    def clips(self) -> np.ndarray:
+        return np.load(self.clips_path, mmap_mode="r")
+
+    def labels(self) -> np.ndarray:
+        return np.load(self.folder / self.manifest["labels"]["file"])
+
+
+def ensure_cache(
+    sources: list[SourceFile],
+    cache_root: Path,
+    spec: CacheSpec,
+    *,
+    workers: int | None = None,
+    description: str = "ntu",
+) -> SkeletonCache:
+    """The cache for exactly these sources and settings: reused when fresh, else (re)built."""
+    sources = sorted(sources, key=lambda s: s.name)
+    folder = cache_root / spec.key()
+    cache_root.mkdir(parents=True, exist_ok=True)
+    with _exclusive_lock(cache_root / f"{spec.key()}.lock"):
+        old = _read_manifest(folder)
+        if old is not None and _is_fresh(old, sources, spec):
+            log.debug("%s: cache %s is fresh (%d samples)", description, folder, len(sources))
+            return SkeletonCache(folder, old)
+        return _build(folder, sources, spec, old, workers, description)
+
+
+def _is_fresh(manifest: dict, sources: list[SourceFile], spec: CacheSpec) -> bool:
+    if manifest.get("version") != CACHE_VERSION or manifest.get("spec") != asdict(spec):
+        return False
+    recorded = [(s["name"], s["path"], s["size"], s["mtime_ns"]) for s in manifest["samples"]]
+    current = [(s.name, s.relpath, s.size, s.mtime_ns) for s in sources]
+    return recorded == current
+
+
+def _read_manifest(folder: Path) -> dict | None:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        shape = tuple(np.load(folder / manifest["clips"]["file"], mmap_mode="r").shape)
+    except (OSError, ValueError, KeyError) as err:
+        if folder.exists():
+            log.warning("cache %s is unreadable (%s); it will be rebuilt", folder, err)
+        return None
+    if shape != tuple(manifest["clips"]["shape"]) or shape[0] != len(manifest["samples"]):
+        log.warning("cache %s: clips.npy has shape %s, the manifest says %s; rebuilding", folder, shape,
+                    manifest["clips"]["shape"])
+        return None
+    return manifest
+
+
+def _build(folder, sources, spec, old, workers, description) -> SkeletonCache:
+    started = time.perf_counter()
+    reusable = _reusable_rows(old, sources, spec)
+    staging = folder.with_name(f".{folder.name}.building-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shape = (len(sources), *spec.clip_shape())
+    clips = np.lib.format.open_memmap(staging / "clips.npy", mode="w+", dtype=np.float32, shape=shape)
+    errors: list[str | None] = [None] * len(sources)
+    if reusable:
+        _copy_rows(old, folder, clips, errors, reusable)
+    todo = [row for row in range(len(sources)) if row not in reusable]
+    log.info(
+        "%s: preprocessing %d skeleton files into %s (%d reused from the previous cache)",
+        description, len(todo), folder, len(reusable),
+    )
+    results = _process_all([sources[r].path for r in todo], spec, workers, description)
+    for row, (clip, error) in zip(todo, results, strict=True):
+        if clip is not None:
+            clips[row] = clip
+        errors[row] = error
+    clips.flush()
+    del clips
+    np.save(staging / "labels.npy", np.array([s.label for s in sources], dtype=np.int64))
+    manifest = _manifest(sources, spec, shape, errors)
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    _swap_in(staging, folder)
+    corrupt = sum(e is not None for e in errors)
+    log.info(
+        "%s: cache ready: %d samples (%d corrupt) in %.1fs", description, len(sources), corrupt,
+        time.perf_counter() - started,
+    )
+    return SkeletonCache(folder, manifest)
+
+
+def _reusable_rows(old: dict | None, sources, spec) -> dict[int, int]:
+    """new row -> old row for sources whose file is unchanged since the old cache was built."""
+    if old is None or old.get("version") != CACHE_VERSION or old.get("spec") != asdict(spec):
+        return {}
+    previous = {(s["path"], s["size"], s["mtime_ns"]): row for row, s in enumerate(old["samples"])}
+    reusable = {}
+    for row, source in enumerate(sources):
+        old_row = previous.get((source.relpath, *source.signature()))
+        if old_row is not None:
+            reusable[row] = old_row
+    return reusable
+
+
+def _copy_rows(old: dict, folder: Path, clips: np.ndarray, errors: list, reusable: dict[int, int]) -> None:
+    old_clips = np.load(folder / old["clips"]["file"], mmap_mode="r")
+    pairs = sorted(reusable.items())
+    for begin in range(0, len(pairs), _COPY_CHUNK):
+        new_rows, old_rows = zip(*pairs[begin : begin + _COPY_CHUNK])
+        clips[list(new_rows)] = old_clips[list(old_rows)]
+    for new_row, old_row in pairs:
+        errors[new_row] = old["samples"][old_row]["error"]
+
+
+def _process_all(paths: list[Path], spec: CacheSpec, workers: int | None, description: str):
+    """(clip, error message) per path, in order."""
+    workers = workers or os.cpu_count() or 1
+    progress = tqdm(total=len(paths), desc=f"{description}: preprocessing", unit="file", leave=False)
+    jobs = [(str(path), spec.frames, spec.max_bodies) for path in paths]
+    with progress:
+        if workers == 1 or len(paths) < _IN_PROCESS_BELOW:
+            for job in jobs:
+                yield _process_one(job)
+                progress.update()
+            return
+        # spawn: the parent may hold torch/OpenMP threads, which a forked child can deadlock on.
+        context = multiprocessing.get_context("spawn")
+        log.debug("%s: preprocessing in %d worker processes", description, workers)
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            chunk = max(1, min(64, len(jobs) // (workers * 8)))
+            for result in pool.map(_process_one, jobs, chunksize=chunk):
+                yield result
+                progress.update()
+
+
+def _process_one(job: tuple[str, int, int]) -> tuple[np.ndarray | None, str | None]:
+    path, frames, max_bodies = job
+    try:
+        return skeleton_to_clip(read_skeleton(path), frames, max_bodies, source=path), None
+    except CorruptDataError as err:
+        return None, str(err)
+
+
+def _manifest(sources, spec, shape, errors) -> dict:
+    return {
+        "format": "spikformer-suite NTU skeleton cache",
+        "version": CACHE_VERSION,
+        "spec": asdict(spec),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "clips": {"file": "clips.npy", "shape": list(shape), "dtype": "float32",
+                  "axes": ["sample", "frame", "body", "joint", "xyz"]},
+        "labels": {"file": "labels.npy", "shape": [shape[0]], "dtype": "int64"},
+        "samples": [
+            {"name": s.name, "path": s.relpath, "size": s.size, "mtime_ns": s.mtime_ns, "label": s.label,
+             "error": error}
+            for s, error in zip(sources, errors)
+        ],
+    }
+
+
+def _swap_in(staging: Path, folder: Path) -> None:
+    retired = folder.with_name(f".{folder.name}.retired-{os.getpid()}")
+    if folder.exists():
+        folder.rename(retired)  # open memory maps of the old arrays stay valid (POSIX)
+    staging.rename(folder)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path):
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; concurrent builders are the user's problem
+        yield
+        return
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -77,7 +77,7 @@ class NTUTask(Task):
     @property
     def cache_spec(self) -> CacheSpec:
         extra = self.config.extra
-        return CacheSpec(frames=int(extra["frames"]), max_bodies=int(extra["max_bodies"]))
+        return CacheSpec(frames=int(extra["frames"]), max_bodies=int(extra["max_bodies"]), dataset=self.name)
 
     def encoder(self) -> SkeletonEncoder:
         extra = self.config.extra

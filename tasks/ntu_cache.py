@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from suite.errors import CorruptDataError
+from suite.errors import CorruptDataError, SuiteError
 from tasks.ntu_preprocess import COORDS, skeleton_to_clip
 from tasks.ntu_skeleton import JOINTS, read_skeleton
 
@@ -46,6 +46,7 @@ _COPY_CHUNK = 2048
 class CacheSpec:
     frames: int
     max_bodies: int
+    dataset: str = "ntu"  # part of the key: ntu60 and ntu120 may share one folder (NTU60 is a subset)
 
     def key(self) -> str:
         settings = {"version": CACHE_VERSION, **asdict(self), "joints": JOINTS, "coords": COORDS}
@@ -99,7 +100,14 @@ def ensure_cache(
     """The cache for exactly these sources and settings: reused when fresh, else (re)built."""
     sources = sorted(sources, key=lambda s: s.name)
     folder = cache_root / spec.key()
-    cache_root.mkdir(parents=True, exist_ok=True)
+    try:
+        cache_root.mkdir(parents=True, exist_ok=True)
+        (cache_root / ".write-test").touch()
+    except OSError as err:
+        raise SuiteError(
+            f"cannot write the NTU preprocessing cache to {cache_root} ({err.strerror or err}); make that folder "
+            "writable, or use a writable --data-root holding the .skeleton folder (a symlink is enough)"
+        ) from err
     with _exclusive_lock(cache_root / f"{spec.key()}.lock"):
         old = _read_manifest(folder)
         if old is not None and _is_fresh(old, sources, spec):

@@ -337,6 +337,29 @@ def test_truncated_file_is_named_and_skip_corrupt_counts_it(tmp_path, caplog):
     assert len(task.build_dataset("eval", data=tmp_path)) == 2  # the other split is unaffected
 
 
+def test_ntu120_reads_both_official_folders_and_defaults_to_xsub(tmp_path):
+    rng = np.random.default_rng(5)
+    first, second = tmp_path / "ntu120" / "nturgb+d_skeletons", tmp_path / "ntu120" / "nturgbd_skeletons_s018_to_s032"
+    write_sample(first, "S001C001P001R001A001", rng)  # xsub train, xset eval (odd setup)
+    write_sample(first, "S002C001P003R001A060", rng)  # xsub eval, xset train
+    write_sample(second, "S018C002P045R001A061", rng)  # xsub train, xset train
+    write_sample(second, "S019C003P044R002A120", rng, newline="\n")  # xsub eval, xset eval
+    task = get_task("ntu120")
+    train = task.build_dataset("train", data=tmp_path, augment=False)
+    assert train.names == ["S001C001P001R001A001", "S018C002P045R001A061"] and train.targets == [0, 60]
+    evaluation = task.build_dataset("eval", data=tmp_path, protocol="xset")
+    assert evaluation.names == ["S001C001P001R001A001", "S019C003P044R002A120"] and evaluation.targets == [0, 119]
+    assert evaluation[1][0].shape == (4, 3, 16, 52)
+    # an NTU120 folder serves ntu60 as well: only setups 1-17 and actions 1-60 are used
+    (tmp_path / "ntu60").symlink_to(tmp_path / "ntu120")
+    assert get_task("ntu60").build_dataset("eval", data=tmp_path).names == ["S002C001P003R001A060"]
+    assert len(list((tmp_path / "ntu120" / "cache").glob("*/manifest.json"))) == 2  # one per dataset, no clash
+
+    write_sample(second, "S001C001P001R001A001", rng)  # the same sample in two folders
+    with pytest.raises(CorruptDataError, match="S001C001P001R001A001 is in .* twice"):
+        task.build_dataset("train", data=tmp_path)
+
+
 def test_missing_data_and_empty_split_errors(tmp_path):
     task = get_task("ntu60")
     with pytest.raises(DataNotFoundError) as err:
@@ -344,6 +367,8 @@ def test_missing_data_and_empty_split_errors(tmp_path):
     message = str(err.value)
     assert "'ntu60'" in message and "nturgb+d_skeletons" in message and "rose1.ntu.edu.sg" in message
     assert not task.is_available(tmp_path / "nowhere")
+    with pytest.raises(DataNotFoundError, match="cannot be downloaded automatically"):
+        task.build_dataset("train", data=tmp_path / "nowhere", download=True)
 
     (tmp_path / "ntu60").mkdir()
     with pytest.raises(DataNotFoundError, match="no ntu60 .skeleton files"):

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [(str(p), 64, 2) for p in paths]
         serial = best_time(lambda: [_process_one(job) for job in jobs], args.repeats)
         rows.append(("parse + preprocess", 1, serial, reference / serial))
-        context = multiprocessing.get_context("spawn")
+        context = multiprocessing.get_context()  # the start method tasks.ntu_cache uses
         for workers in sorted(set(args.workers) - {1}):
             with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
                 list(pool.map(_process_one, jobs[:workers]))  # start and warm every worker first

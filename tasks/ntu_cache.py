@@ -208,8 +208,10 @@ def _process_all(paths: list[Path], spec: CacheSpec, workers: int | None, descri
                 yield _process_one(job)
                 progress.update()
             return
-        # spawn: the parent may hold torch/OpenMP threads, which a forked child can deadlock on.
-        context = multiprocessing.get_context("spawn")
+        # The platform's default start method, as torch's DataLoader uses: fork on Linux, so workers
+        # inherit the loaded tokenizer and never re-run the caller's __main__ (spawn would). The
+        # children only run numpy and the compiled tokenizer, never torch or OpenMP code.
+        context = multiprocessing.get_context()
         log.debug("%s: preprocessing in %d worker processes", description, workers)
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
             chunk = max(1, min(64, len(jobs) // (workers * 8)))

@@ -175,7 +175,7 @@ def build_boards(
                 real=rank_configs(mine[mine["data_kind"] == REAL]),
                 synthetic=rank_configs(mine[mine["data_kind"] != REAL]),
                 references=_references_for(references, board_task, protocol),
-                unfinished=dict(sorted(left_out["status"].value_counts().items())),
+                unfinished={status: int(n) for status, n in sorted(left_out["status"].value_counts().items())},
             )
         )
     return boards

@@ -245,7 +245,7 @@ def render_html(boards: list[Board], *, source: str, generated_at: str) -> str:
         "<header><h1>Spikformer Suite leaderboards</h1>"
         f'<p class="note">Generated {escape(generated_at)} from {escape(source)}: {len(boards)} board(s), '
         f"{runs} finished run(s). Click a column header to sort.</p>"
-        f'<p class="note">{escape(RANKING_NOTE)}</p>'
+        f'<p class="note">{escape(RANKING_NOTE.replace("`", ""))}</p>'
         f"<nav>{nav}</nav></header>"
         + "".join(_board_section(b) for b in boards)
         + f"<script>{SCRIPT}</script></body></html>\n"

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from html import escape
 
-WIDTH, HEIGHT = 520, 320
+WIDTH, HEIGHT = 500, 320
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 58, 16, 30, 46
 LEGEND_ROW = 16
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")

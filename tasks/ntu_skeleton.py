@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 from suite.errors import CorruptDataError
-from tasks.ntu_tokenize import NOT_AN_INT, tokenize
+from tasks.ntu_tokenize import NOT_AN_INT, tokenize_to_scratch
 
 JOINTS = 25
 JOINT_FIELDS = 12  # x y z depthX depthY colorX colorY orientationW/X/Y/Z trackingState
@@ -73,19 +74,18 @@ def read_skeleton(path: str | os.PathLike) -> SkeletonFile:
 
 
 def parse_skeleton_bytes(data: bytes, source: str = "<bytes>") -> SkeletonFile:
-    if not data.strip():
-        raise CorruptDataError(f"{source}: file is empty (expected a frame count on line 1)")
-    tokens = tokenize(data)
+    tokens = tokenize_to_scratch(data)  # views: everything kept below is gathered into new arrays
     if tokens.error_offset >= 0:
         raise _corrupt(data, source, f"unparsable text at byte {tokens.error_offset}")
-    layout = _walk_structure(tokens.values)
-    if layout is None:
-        raise _corrupt(data, source, "the counts do not match the values in the file")
-    starts, expected_per_line, body_counts = layout
-    per_line = tokens.tokens_per_line
-    if not np.array_equal(per_line[per_line > 0], expected_per_line):
-        raise _corrupt(data, source, "a line holds the wrong number of values")
+    if not tokens.values.size:
+        raise CorruptDataError(f"{source}: file is empty (expected a frame count on line 1)")
     values = tokens.values
+    starts = np.empty(values.size // _BODY_TOKENS + 1, dtype=np.int64)
+    body_counts = np.empty(values.size, dtype=np.int32)
+    frames, bodies = _walk_structure(values, tokens.tokens_per_line, starts, body_counts)
+    if frames < 0:
+        raise _corrupt(data, source, "the counts do not match the values or lines of the file")
+    starts, body_counts = starts[:bodies], body_counts[:frames]
     if starts.size:
         info = values[starts[:, None] + np.arange(1, BODY_FIELDS)]
         joints = values[(starts + BODY_FIELDS + 1)[:, None] + np.arange(JOINTS * JOINT_FIELDS)]
@@ -106,45 +106,55 @@ def parse_skeleton_bytes(data: bytes, source: str = "<bytes>") -> SkeletonFile:
     )
 
 
-def _walk_structure(values: np.ndarray):
-    """Token position of every body record, the value count each line must hold and the bodies
-    per frame; None if the counts do not add up to the file."""
-    total = len(values)
-    value = values.item  # a Python float per call: ~3x cheaper than numpy scalar indexing
-    if not _is_count(value(0)):
-        return None
+@njit(cache=True, nogil=True)
+def _walk_structure(values, per_line, starts, body_counts):  # pragma: no cover - compiled
+    """Fills the token position of every body record and the bodies per frame, checking that every
+    count is a whole number, every joint count is 25, the counts use up exactly the file's values,
+    and each line holds the number of values its role needs (blank lines aside).
+    Returns (frames, bodies), or (-1, 0) when the file does not fit the format."""
+    total = values.shape[0]
+    line = _expect_line(per_line, 0, 1)
+    frames = values[0]
+    if line < 0 or not (0 <= frames <= _MAX_COUNT and frames == np.floor(frames)) or frames > total:
+        return -1, 0
     position = 1
-    starts, counts = [], []
-    per_line = [1]
-    for _ in range(int(value(0))):
-        if position >= total or not _is_count(value(position)):
-            return None
-        bodies = int(value(position))
-        counts.append(bodies)
+    bodies_seen = 0
+    for frame in range(int(frames)):
+        if position >= total:
+            return -1, 0
+        bodies = values[position]
+        line = _expect_line(per_line, line, 1)
+        if line < 0 or not (0 <= bodies <= _MAX_COUNT and bodies == np.floor(bodies)):
+            return -1, 0
+        body_counts[frame] = int(bodies)
         position += 1
-        per_line.append(1)
-        for _ in range(bodies):
-            if position + _BODY_TOKENS > total or value(position + BODY_FIELDS) != JOINTS:
-                return None
-            starts.append(position)
+        for _ in range(int(bodies)):
+            if position + _BODY_TOKENS > total or values[position + BODY_FIELDS] != JOINTS:
+                return -1, 0
+            line = _expect_line(per_line, line, BODY_FIELDS)
+            line = _expect_line(per_line, line, 1)
+            for _ in range(JOINTS):
+                line = _expect_line(per_line, line, JOINT_FIELDS)
+            if line < 0:
+                return -1, 0
+            starts[bodies_seen] = position
+            bodies_seen += 1
             position += _BODY_TOKENS
-            per_line.append(BODY_FIELDS)
-            per_line.append(1)
-            per_line.extend(_JOINT_LINES)
     if position != total:
-        return None
-    return (
-        np.asarray(starts, dtype=np.int64),
-        np.asarray(per_line, dtype=np.int32),
-        np.asarray(counts, dtype=np.int32),
-    )
+        return -1, 0
+    return int(frames), bodies_seen
 
 
-_JOINT_LINES = [JOINT_FIELDS] * JOINTS
-
-
-def _is_count(value: float) -> bool:
-    return 0 <= value <= _MAX_COUNT and value == int(value)
+@njit(cache=True, nogil=True, inline="always")
+def _expect_line(per_line, line, count):  # pragma: no cover - compiled
+    """Index after the next non-blank line if it holds `count` values, else -1 (and -1 stays -1)."""
+    if line < 0:
+        return -1
+    while line < per_line.shape[0] and per_line[line] == 0:
+        line += 1
+    if line >= per_line.shape[0] or per_line[line] != count:
+        return -1
+    return line + 1
 
 
 def _corrupt(data: bytes, source: str, fallback: str) -> CorruptDataError:

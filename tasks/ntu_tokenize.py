@@ -14,6 +14,7 @@ data) is listed in `slow` and converted by Python's float().
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ from numba import njit
 NOT_AN_INT = np.iinfo(np.int64).min  # `ints` entry of a token with a '.' or an exponent
 _POW10 = 10.0 ** np.arange(23)  # exactly representable doubles 1e0..1e22
 _MAX_EXPONENT = 100_000
+_SLOW_CAPACITY = 64  # tokens for Python's float(); NTU files have none
 
 
 @dataclass(frozen=True)
@@ -33,12 +35,52 @@ class Tokens:
 
 
 def tokenize(data: bytes) -> Tokens:
+    """The numbers of `data`, in arrays of their own."""
+    tokens = tokenize_to_scratch(data)
+    return Tokens(tokens.values.copy(), tokens.ints.copy(), tokens.tokens_per_line.copy(), tokens.error_offset)
+
+
+def tokenize_to_scratch(data: bytes) -> Tokens:
+    """Like `tokenize`, but the arrays are views of this thread's scratch buffers: valid only until
+    its next call (for callers that copy what they keep, as the skeleton parser does)."""
     buffer = np.frombuffer(data, dtype=np.uint8)
-    values, ints, per_line, slow, error = _scan(buffer, _POW10, data.count(b"\n") + 1)
-    if len(slow):  # rare: over 15 significant digits in a non-integer, or a huge exponent
-        for index, (start, end) in zip(_slow_indices(buffer, slow), slow.tolist()):
-            values[index] = float(data[start:end])
-    return Tokens(values, ints, per_line, int(error))
+    values, ints, per_line, slow = _scratch_buffers(len(data))
+    per_line[: _scratch.lines_used] = 0
+    count, n_slow, lines, error = _scan(buffer, _POW10, values, ints, per_line, slow)
+    if n_slow > slow.shape[0]:  # the scan counted past the end of `slow`: rerun with room for all
+        slow = np.empty((n_slow, 2), dtype=np.int64)
+        per_line[:lines] = 0
+        count, n_slow, lines, error = _scan(buffer, _POW10, values, ints, per_line, slow)
+    _scratch.lines_used = lines
+    if n_slow:  # rare: over 15 significant digits in a non-integer, or a huge exponent
+        for index, (begin, end) in zip(_slow_indices(buffer, slow[:n_slow]), slow[:n_slow].tolist()):
+            values[index] = float(data[begin:end])
+    return Tokens(values[:count], ints[:count], per_line[:lines], int(error))
+
+
+_scratch = threading.local()
+
+
+def _scratch_buffers(size: int):
+    """Per-thread output buffers for `_scan`, grown as needed and reused from file to file.
+
+    Fresh multi-megabyte arrays per file cost page faults on every first touch (as much as the scan
+    itself); reused ones stay mapped. They are allocated in Python, not in the compiled loop, because
+    arrays created or re-bound inside it get reference-counted on every iteration (2-3x slower).
+    """
+    capacity = size // 2 + 1  # a token needs at least one character and one separator
+    buffers = getattr(_scratch, "buffers", None)
+    if buffers is None or buffers[0].shape[0] < capacity:
+        capacity = max(capacity, 2 * (buffers[0].shape[0] if buffers else 0))
+        buffers = (
+            np.empty(capacity, dtype=np.float64),
+            np.empty(capacity, dtype=np.int64),
+            np.zeros(2 * capacity, dtype=np.int32),  # tokens per line; a line is at least 1 byte
+            np.empty((_SLOW_CAPACITY, 2), dtype=np.int64),
+        )
+        _scratch.buffers = buffers
+        _scratch.lines_used = 0
+    return buffers
 
 
 def _slow_indices(buffer: np.ndarray, slow: np.ndarray) -> list[int]:
@@ -49,15 +91,11 @@ def _slow_indices(buffer: np.ndarray, slow: np.ndarray) -> list[int]:
 
 
 @njit(cache=True, nogil=True)
-def _scan(buf, pow10, lines):  # pragma: no cover - compiled; exercised through tokenize()
+def _scan(buf, pow10, values, ints, per_line, slow):  # pragma: no cover - compiled; tested via tokenize()
+    """Fills the output arrays; returns (tokens, slow tokens, lines, offset of a bad token or -1)."""
     n = buf.shape[0]
-    capacity = n // 2 + 1  # a token needs at least one character and one separator
-    values = np.empty(capacity, np.float64)
-    ints = np.empty(capacity, np.int64)
-    per_line = np.zeros(lines, np.int32)
-    slow = np.empty((16, 2), np.int64)
-    n_slow = 0
     count = 0
+    n_slow = 0
     line = 0
     i = 0
     while i < n:
@@ -108,31 +146,27 @@ def _scan(buf, pow10, lines):  # pragma: no cover - compiled; exercised through 
                 exponent_digits += 1
                 i += 1
             if exponent_digits == 0:
-                return values[:0], ints[:0], per_line[:0], slow[:0], start
+                return count, n_slow, line + 1, start
             if exponent_negative:
                 exponent = -exponent
         if digits == 0 or (i < n and buf[i] > 32):
-            return values[:0], ints[:0], per_line[:0], slow[:0], start
-        is_int = not dot and not has_exponent
-        if is_int and digits <= 18:
+            return count, n_slow, line + 1, start
+        if not dot and not has_exponent and digits <= 18:
             value = float(mantissa)  # exact uint64 -> double rounding
             ints[count] = -np.int64(mantissa) if negative else np.int64(mantissa)
         else:
-            ints[count] = -9223372036854775807 - 1
+            ints[count] = -9223372036854775807 - 1  # NOT_AN_INT
             power = exponent - fraction
             if digits <= 15 and -22 <= power <= 22:
                 value = float(mantissa)
                 value = value * pow10[power] if power >= 0 else value / pow10[-power]
             else:
                 value = np.nan
-                if n_slow == slow.shape[0]:
-                    grown = np.empty((2 * n_slow, 2), np.int64)
-                    grown[:n_slow] = slow
-                    slow = grown
-                slow[n_slow, 0] = start
-                slow[n_slow, 1] = i
+                if n_slow < slow.shape[0]:
+                    slow[n_slow, 0] = start
+                    slow[n_slow, 1] = i
                 n_slow += 1
         values[count] = -value if negative else value
         per_line[line] += 1
         count += 1
-    return values[:count], ints[:count], per_line[: line + 1], slow[:n_slow], -1
+    return count, n_slow, line + 1, -1

@@ -105,6 +105,13 @@ def test_tokenizer_is_exact_on_tricky_tokens():
     assert tokens.tokens_per_line.tolist() == [8, 0, 1]
 
 
+def test_tokenizer_scratch_buffers_do_not_leak_between_files():
+    tokenize(_two_body_text(frames=40))  # a long file first: fills many lines of the scratch buffers
+    small = tokenize(b"1 2\n3\n4 5 6\n")
+    assert small.values.tolist() == [1, 2, 3, 4, 5, 6] and small.tokens_per_line.tolist() == [2, 1, 3, 0]
+    assert tokenize(b"").values.size == 0
+
+
 @pytest.mark.parametrize("bad,offset", [(b"1 2x 3", 2), (b"1 nan", 2), (b"4 1e", 2), (b"-", 0), (b"1.2.3", 0)])
 def test_tokenizer_reports_the_first_malformed_token(bad, offset):
     assert tokenize(bad).error_offset == offset

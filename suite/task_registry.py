@@ -22,7 +22,13 @@ def _load(entry_point) -> Task:
             f"task plugin {entry_point.name!r} ({entry_point.value}) failed to load: "
             f"{type(err).__name__}: {err}"
         ) from err
-    task = obj() if isinstance(obj, type) else obj
+    try:
+        task = obj() if isinstance(obj, type) and issubclass(obj, Task) else obj
+    except Exception as err:  # a Task subclass whose constructor fails is as broken as a bad import
+        raise PluginError(
+            f"task plugin {entry_point.name!r} ({entry_point.value}) failed to instantiate: "
+            f"{type(err).__name__}: {err}"
+        ) from err
     if not isinstance(task, Task) or not isinstance(getattr(task, "config", None), TaskConfig):
         raise PluginError(
             f"task plugin {entry_point.name!r} ({entry_point.value}) is not a suite.task.Task "

@@ -16,7 +16,6 @@ rename, so a reader never sees a half-written cache. A file lock serialises conc
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import hashlib
 import json
 import logging
@@ -28,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 from tqdm import tqdm
 
 from suite.errors import CorruptDataError, SuiteError
@@ -100,15 +100,16 @@ def ensure_cache(
     """The cache for exactly these sources and settings: reused when fresh, else (re)built."""
     sources = sorted(sources, key=lambda s: s.name)
     folder = cache_root / spec.key()
+    lock_path = cache_root / f"{spec.key()}.lock"
     try:
         cache_root.mkdir(parents=True, exist_ok=True)
-        (cache_root / ".write-test").touch()
+        lock_path.touch()
     except OSError as err:
         raise SuiteError(
             f"cannot write the NTU preprocessing cache to {cache_root} ({err.strerror or err}); make that folder "
             "writable, or use a writable --data-root holding the .skeleton folder (a symlink is enough)"
         ) from err
-    with _exclusive_lock(cache_root / f"{spec.key()}.lock"):
+    with FileLock(lock_path):
         old = _read_manifest(folder)
         if old is not None and _is_fresh(old, sources, spec):
             log.debug("%s: cache %s is fresh (%d samples)", description, folder, len(sources))
@@ -251,18 +252,3 @@ def _swap_in(staging: Path, folder: Path) -> None:
         folder.rename(retired)  # open memory maps of the old arrays stay valid (POSIX)
     staging.rename(folder)
     shutil.rmtree(retired, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _exclusive_lock(path: Path):
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; concurrent builders are the user's problem
-        yield
-        return
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

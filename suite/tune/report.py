@@ -1,0 +1,103 @@
+"""What `suite tune` prints at the end: the trials table and the best config as a `suite run` command."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any, Mapping
+
+from suite import schema
+from suite.tune import runs
+
+# RunSettings fields that are `suite run` switches rather than valued flags.
+SWITCHES = ("skip_corrupt", "download")
+
+
+def _flag_of() -> dict[str, str]:
+    from suite.commands.run import VALUE_FLAGS
+
+    return {dest: flag for flag, (dest, _, _) in VALUE_FLAGS.items()}
+
+
+def _text(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def run_command(task: str, run_flags: Mapping[str, Any], best_params: Mapping[str, Any]) -> str:
+    """`python -m suite run ...` with the flags the sweep was given and the best trial's values."""
+    flag_of = _flag_of()
+    args = ["python", "-m", "suite", "run", "--task", task]
+    for name, value in {**run_flags, **best_params}.items():
+        if value is None or name == "address":  # where to run is the reader's choice
+            continue
+        if name in ("data", "config"):
+            args += [f"--{name}", str(value)]
+        elif name in SWITCHES:
+            args += [f"--{name.replace('_', '-')}"] if value else []
+        elif name in flag_of:
+            args += [flag_of[name], _text(value)]
+    return shlex.join(args)
+
+
+def trial_rows(results, trial_runs: Mapping[str, Any], param_names: list[str]) -> list[dict[str, Any]]:
+    """One row per trial: id, MLflow run and status, sampled params, epochs and best top-1."""
+    rows = []
+    for result in results:
+        trial_id = Path(result.path).name.removeprefix("trial_") if result.path else ""
+        run = trial_runs.get(trial_id)
+        metrics = result.metrics or {}
+        rows.append(
+            {
+                "trial_id": trial_id,
+                "run_id": run.info.run_id if run else None,
+                "status": run.info.status if run else ("ERROR" if result.error else "-"),
+                "early_stopped": bool(run and run.data.tags.get(runs.TAG_EARLY_STOPPED) == "true"),
+                "params": {name: result.config.get(name) for name in param_names},
+                "epochs": int(metrics.get("training_iteration", 0)),
+                "best_top1": metrics.get(schema.M_BEST_TOP1),
+            }
+        )
+    return sorted(rows, key=lambda r: -(r["best_top1"] if r["best_top1"] is not None else -1.0))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def format_trials(rows: list[dict[str, Any]], param_names: list[str]) -> str:
+    header = ["trial", "status", *param_names, "epochs", "best_top1", "mlflow run"]
+    table = [
+        [
+            r["trial_id"],
+            r["status"] + (" (early stop)" if r["early_stopped"] else ""),
+            *(_cell(r["params"].get(name)) for name in param_names),
+            str(r["epochs"]),
+            _cell(r["best_top1"]),
+            r["run_id"] or "-",
+        ]
+        for r in rows
+    ]
+    widths = [max(len(header[i]), *(len(row[i]) for row in table)) if table else len(header[i]) for i in range(len(header))]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(row) for row in table)])
+
+
+def summary(outcome, param_names: list[str]) -> str:
+    from suite.tracking import ui_command
+
+    lines = [format_trials(outcome.trials, param_names), ""]
+    if outcome.interrupted:
+        lines.append(
+            f"sweep {outcome.sweep_name} was interrupted; continue it with: python -m suite tune --resume "
+            f"{outcome.sweep_name}" + (f" --tracking-uri {outcome.tracking_uri}" if outcome.tracking_uri else "")
+        )
+    if outcome.best_command:
+        best = ", ".join(f"{k}={_cell(v)}" for k, v in outcome.best_params.items())
+        top1 = outcome.best_metrics.get(schema.M_BEST_TOP1)
+        lines.append(f"best trial {outcome.best_trial_id}: {best} (best top-1 {_cell(top1)}%)")
+        lines.append("train it with:")
+        lines.append(f"  {outcome.best_command}")
+    lines.append(f"MLflow parent run {outcome.parent_run_id} in {outcome.tracking_uri}; browse: {ui_command(outcome.tracking_uri)}")
+    return "\n".join(lines)

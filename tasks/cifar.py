@@ -98,6 +98,7 @@ class _CheckedCifar:
         folder = Path(root) / self.base_folder
         official = dict(self.train_list + self.test_list)
         official[self.meta["filename"]] = self.meta["md5"]
+        unofficial: list[str] = []
 
         def load(name, read, *args):
             path = folder / name
@@ -110,7 +111,7 @@ class _CheckedCifar:
                     f"delete it and extract {self.filename} again (or re-run with --download)"
                 ) from problem
             if _md5(path) != official[name]:
-                log.warning("task %s: %s differs from the official release (md5); using it as found", task_name, path)
+                unofficial.append(name)
             return value
 
         batches = [load(name, _read_batch, self.label_key, num_classes) for name, _ in self._split_files()]
@@ -118,6 +119,13 @@ class _CheckedCifar:
         self.targets = np.concatenate([labels for _, labels in batches]).astype(np.int64).tolist()
         self.classes = load(self.meta["filename"], _read_class_names, self.meta["key"], num_classes)
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+        if unofficial:  # a re-export can be legitimate; say so once rather than refuse
+            log.warning(
+                "task %s: %s in %s differ from the official release (md5); using them as found",
+                task_name,
+                ", ".join(unofficial),
+                folder,
+            )
 
     def _split_files(self) -> list:
         return self.train_list if self.train else self.test_list

@@ -282,9 +282,9 @@ PUBLISHED = {  # (task, protocol, model, T) -> (top-1, params M) as the issue li
     ("cifar100", "default", "spikformer-4-384", 4): (77.86, 9.36),
     ("cifar100", "default", "spikformer-2-384", 4): (76.95, 5.80),
     ("cifar100", "default", "spikformer-4-256", 4): (75.96, 4.18),
-    ("imagenet", "default", "spikformer-8-384", 4): (70.24, 16.81),
+    ("imagenet", "default", "spikformer-8-384", 4): (70.24, 16.82),
     ("imagenet", "default", "spikformer-6-512", 4): (72.46, 23.37),
-    ("imagenet", "default", "spikformer-8-512", 4): (73.38, 29.68),
+    ("imagenet", "default", "spikformer-8-512", 4): (73.38, 29.69),
     ("imagenet", "default", "spikformer-10-512", 4): (73.68, 36.01),
     ("imagenet", "default", "spikformer-8-768", 4): (74.81, 66.34),
     ("dvs128-gesture", "default", "spikformer-2-256", 16): (98.3, 2.57),
@@ -312,8 +312,9 @@ def test_published_parameter_counts_match_the_suite_models(key):
     task, _, model, _ = key
     with torch.device("meta"):
         params = count_parameters(create_model(model, num_classes=CLASSES[task]))
-    # The paper rounds 16.816M and 29.689M down; every other count is the exact one to 2 decimals.
-    assert abs(PUBLISHED[key][1] - params / 1e6) <= 0.01
+    # Every count is the exact one rounded to 2 decimals (the paper prints 16.816M and 29.689M
+    # truncated, as 16.81 and 29.68).
+    assert abs(PUBLISHED[key][1] - params / 1e6) <= 0.005
 
 
 def test_pareto_front_and_ticks():

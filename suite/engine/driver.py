@@ -1,0 +1,309 @@
+"""The driver of `suite run`: checks, one MLflow run, one Ray Train TorchTrainer, the outcome.
+
+Order matters: the tracking store is probed and the model name and data are checked before Ray
+starts (a typo must not cost a cluster start-up); the MLflow run is created once Ray is up (its
+tags record the Ray address). Each fresh run gets a Ray run name containing its MLflow run id, so
+it can never silently resume an older run; `--resume RUN_ID` reuses the stored name and storage
+folder, and Ray Train then restores the latest committed checkpoint.
+
+`build_trainer` is the reusable part: `suite tune` builds one TorchTrainer per trial with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from suite import __version__, schema, tracking
+from suite.engine.config import RunSettings
+from suite.engine.hooks import CRASH_ENV
+from suite.engine.ray_session import RaySession, auto_cpus_per_worker, check_resources, enable_train_v2, start_ray
+from suite.errors import SuiteError, UsageError
+
+log = logging.getLogger(__name__)
+
+CONFIG_ARTIFACT = "config.yaml"
+CHECKPOINTS_TO_KEEP = 2  # best two by top-1; Ray always keeps the latest as well
+FORWARDED_ENV_PREFIXES = ("MLFLOW_TRACKING_", "MLFLOW_SYSTEM_METRICS_")
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    tracking_uri: str
+    experiment: str
+    metrics: dict[str, Any]  # the last epoch's metrics (suite.schema names)
+    seconds: float
+    ray_run_dir: str
+
+
+def build_trainer(
+    settings: RunSettings,
+    *,
+    ray_run_name: str,
+    storage_path: str | Path,
+    mlflow_run_id: str | None = None,
+    callbacks: Sequence[Any] = (),
+    progress_bars: bool = False,
+    embedded: bool = True,
+):
+    """A Ray Train V2 TorchTrainer running `train_loop_per_worker` with `settings`.
+
+    `mlflow_run_id`: the run rank 0 logs into (None: report to Ray only). `callbacks`: Ray Train
+    UserCallbacks, e.g. Tune's report callback. `progress_bars`: per-epoch bars from rank 0 (for a
+    terminal; without them each epoch still logs one summary line). gloo for CPU workers, nccl
+    for GPU workers. `embedded`: Ray was started by this process (see `trainer_class`).
+    """
+    enable_train_v2()
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig
+
+    from suite.engine.train_loop import train_loop_per_worker
+
+    storage_path = Path(storage_path).resolve()
+    resources = {"CPU": max(1, settings.cpus_per_worker)}
+    if settings.use_gpu:
+        resources["GPU"] = settings.gpus_per_worker
+    loop_config = {
+        "settings": settings.to_dict(),
+        "mlflow_run_id": mlflow_run_id,
+        "tracking_uri": settings.tracking_uri,
+        "ray_run_dir": str(storage_path / ray_run_name),
+        "progress_bars": progress_bars,
+    }
+    env_vars = forwarded_env()
+    return trainer_class(embedded)(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if settings.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=settings.use_gpu, resources_per_worker=resources),
+        run_config=RunConfig(
+            name=ray_run_name,
+            storage_path=str(storage_path),
+            failure_config=FailureConfig(max_failures=settings.max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=CHECKPOINTS_TO_KEEP, checkpoint_score_attribute=schema.M_TOP1, checkpoint_score_order="max"
+            ),
+            callbacks=list(callbacks),
+            worker_runtime_env={"env_vars": env_vars} if env_vars else None,
+            # Ray Train's INFO lines repeat every reported metric dict; ours say it once, readably.
+            logging_config=LoggingConfig(log_level="WARNING"),
+        ),
+    )
+
+
+def trainer_class(embedded: bool):
+    """TorchTrainer; for an embedded Ray, one without the placement-group cleaner actor.
+
+    The cleaner removes a run's placement group if its controller dies while the cluster lives
+    on. An embedded Ray dies with its driver, so it has nothing to do there, and it cannot work:
+    it polls the State API, which needs the dashboard an embedded Ray does not start, and it
+    logs a warning (or a traceback, when other Ray instances run on the machine) every second.
+    """
+    from ray.train.torch import TorchTrainer
+
+    if not embedded:
+        return TorchTrainer
+    try:
+        from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+    except ImportError:  # a Ray without the cleaner
+        return TorchTrainer
+
+    class EmbeddedTorchTrainer(TorchTrainer):
+        def _create_default_callbacks(self):
+            callbacks = super()._create_default_callbacks()
+            return [cb for cb in callbacks if not isinstance(cb, PlacementGroupCleanerCallback)]
+
+    return EmbeddedTorchTrainer
+
+
+def forwarded_env() -> dict[str, str]:
+    """Environment the workers need that a cluster's (or an already running Ray's) workers lack."""
+    import os
+
+    return {
+        key: value for key, value in os.environ.items()
+        if key == CRASH_ENV or key.startswith(FORWARDED_ENV_PREFIXES)
+    }
+
+
+def run_tags(settings: RunSettings, session: RaySession) -> dict[str, str]:
+    data = schema.DATA_SYNTHETIC if settings.data == schema.DATA_SYNTHETIC else _data_tag(settings)
+    return {
+        schema.TAG_KIND: "run",
+        schema.TAG_TASK: settings.task,
+        schema.TAG_PROTOCOL: settings.protocol,
+        schema.TAG_MODEL: settings.model,
+        schema.TAG_TIME_STEPS: str(settings.time_steps),
+        schema.TAG_DATA: data,
+        schema.TAG_SEED: str(settings.seed),
+        schema.TAG_CONFIG_HASH: tracking.config_hash(settings.hashed_fields() | {"data": data}),
+        schema.TAG_VERSION: __version__,
+        schema.TAG_GIT_COMMIT: tracking.git_commit(),
+        schema.TAG_DEVICE: "cuda" if settings.use_gpu else "cpu",
+        schema.TAG_RAY_ADDRESS: session.address + (" (embedded)" if session.embedded else ""),
+    }
+
+
+def _data_tag(settings: RunSettings) -> str:
+    from suite.task_registry import get_task
+
+    return tracking.data_fingerprint(get_task(settings.task).data_dir(settings.data))
+
+
+def preflight(settings: RunSettings) -> None:
+    """Everything checkable before Ray starts: tracking store, model name, data presence."""
+    from suite.models import model_config
+    from suite.task_registry import get_task
+
+    tracking.check_tracking_server(settings.tracking_uri)
+    if settings.address is None:
+        _check_machine_resources(settings)
+    task = get_task(settings.task)
+    model_config(settings.model, **task.model_kwargs(settings.time_steps))
+    if settings.data != schema.DATA_SYNTHETIC and not settings.download and not task.is_available(settings.data):
+        raise task.missing_data_error(settings.data, "pass --download to fetch it, or --data synthetic to try the pipeline")
+
+
+def _check_machine_resources(settings: RunSettings) -> None:
+    """An embedded Ray has this machine's CPUs and GPUs only; say so before starting it."""
+    import torch
+
+    from suite.engine.ray_session import machine_cpus
+
+    cpus = settings.cpus_per_worker or 1
+    if settings.workers * cpus > machine_cpus():
+        raise UsageError(
+            f"--workers {settings.workers} x --cpus-per-worker {cpus} needs {settings.workers * cpus} CPUs, this "
+            f"machine has {machine_cpus()}: lower them or join a cluster with --address"
+        )
+    gpus = torch.cuda.device_count()
+    if settings.use_gpu and settings.workers * settings.gpus_per_worker > gpus:
+        raise UsageError(
+            f"--workers {settings.workers} x --gpus-per-worker {settings.gpus_per_worker:g} needs "
+            f"{settings.workers * settings.gpus_per_worker:g} GPUs, this machine has {gpus}"
+        )
+
+
+def start_run(settings: RunSettings) -> RunOutcome:
+    """A fresh `suite run`: preflight, Ray, a new MLflow run, training. Returns the outcome."""
+    preflight(settings)
+    session = start_ray(settings.address)
+    try:
+        settings = _with_cpus(settings, session)
+        tags = run_tags(settings, session)
+        run_name = f"{settings.task}-{settings.model}-T{settings.time_steps}-s{settings.seed}"
+        run_id = tracking.create_run(settings.tracking_uri, settings.experiment, run_name=run_name, tags=tags,
+                                     params=settings.to_dict())
+        ray_run_name = f"suite-{run_id}"
+        storage = tracking.ray_storage_dir()
+        client = tracking.client(settings.tracking_uri)
+        client.set_tag(run_id, tracking.TAG_RAY_RUN_NAME, ray_run_name)
+        client.set_tag(run_id, tracking.TAG_RAY_STORAGE, str(storage))
+        client.log_text(run_id, settings.to_yaml(), CONFIG_ARTIFACT)
+        log.info("MLflow run %s in %s; Ray run %s", run_id, settings.tracking_uri, storage / ray_run_name)
+        return _fit(settings, run_id, ray_run_name, storage, session.embedded)
+    finally:
+        session.close()
+
+
+def resume_run(run_id: str, tracking_uri: str, address: str | None) -> RunOutcome:
+    """Continue the MLflow run `run_id` whose driver died: same config, same Ray run folder."""
+    tracking.check_tracking_server(tracking_uri)
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///"):]).is_file():
+        raise UsageError(f"--resume {run_id}: there is no MLflow store at {tracking_uri} (check $SUITE_HOME or --tracking-uri)")
+    run = tracking.get_run(tracking_uri, run_id)
+    if run.info.status == "FINISHED":
+        raise UsageError(f"--resume {run_id}: the run already FINISHED; start a new one instead")
+    tags = run.data.tags
+    ray_run_name, storage = tags.get(tracking.TAG_RAY_RUN_NAME), tags.get(tracking.TAG_RAY_STORAGE)
+    if tags.get(schema.TAG_KIND) != "run" or not ray_run_name or not storage:
+        raise UsageError(f"--resume {run_id}: not a `suite run` run (it lacks the {tracking.TAG_RAY_RUN_NAME} tag)")
+    if not (Path(storage) / ray_run_name).is_dir():
+        raise UsageError(
+            f"--resume {run_id}: its Ray run folder {Path(storage) / ray_run_name} is gone (checkpoints are "
+            "needed to resume; on a cluster, run from a machine that sees the same storage)"
+        )
+    settings = _stored_settings(tracking_uri, run_id)
+    settings = replace(settings, tracking_uri=tracking_uri, address=address)
+    session = start_ray(address)
+    try:
+        settings = _with_cpus(settings, session, keep=True)
+        tracking.reopen_run(tracking_uri, run_id)
+        tracking.client(tracking_uri).set_tag(run_id, schema.TAG_RAY_ADDRESS, run_tags(settings, session)[schema.TAG_RAY_ADDRESS])
+        log.info("resuming MLflow run %s from Ray run %s", run_id, Path(storage) / ray_run_name)
+        return _fit(settings, run_id, ray_run_name, Path(storage), session.embedded)
+    finally:
+        session.close()
+
+
+def _stored_settings(tracking_uri: str, run_id: str) -> RunSettings:
+    from mlflow.artifacts import download_artifacts
+
+    try:
+        path = download_artifacts(run_id=run_id, artifact_path=CONFIG_ARTIFACT, tracking_uri=tracking_uri)
+        return RunSettings.from_dict(yaml.safe_load(Path(path).read_text()))
+    except Exception as err:  # missing or unreadable artifact: either way the run cannot be resumed
+        raise UsageError(f"--resume {run_id}: cannot read its {CONFIG_ARTIFACT} artifact: {err}") from err
+
+
+def _with_cpus(settings: RunSettings, session: RaySession, keep: bool = False) -> RunSettings:
+    cpus = settings.cpus_per_worker
+    if cpus == 0 or (keep and session.embedded and cpus * settings.workers > _ray_cpus()):
+        cpus = auto_cpus_per_worker(settings.workers, session.embedded)
+    check_resources(settings.workers, cpus, settings.gpus_per_worker, session.embedded)
+    return replace(settings, cpus_per_worker=cpus)
+
+
+def _ray_cpus() -> float:
+    import ray
+
+    return ray.cluster_resources().get("CPU", 0.0)
+
+
+def _fit(settings: RunSettings, run_id: str, ray_run_name: str, storage: Path, embedded: bool) -> RunOutcome:
+    trainer = build_trainer(
+        settings, ray_run_name=ray_run_name, storage_path=storage, mlflow_run_id=run_id,
+        progress_bars=sys.stdout.isatty(), embedded=embedded,
+    )
+    start = time.perf_counter()
+    try:
+        result = trainer.fit()
+    except KeyboardInterrupt:
+        tracking.mark_status(settings.tracking_uri, run_id, "KILLED")
+        raise
+    except Exception as err:
+        root = _root_cause(err)
+        tracking.mark_failed(settings.tracking_uri, run_id, root, "".join(traceback.format_exception(err)))
+        if isinstance(root, SuiteError):
+            raise root from err
+        raise SuiteError(
+            f"training failed: {type(root).__name__}: {str(root).strip().splitlines()[0] if str(root).strip() else ''} "
+            f"(MLflow run {run_id} is FAILED; its error.txt has the traceback)"
+        ) from err
+    tracking.mark_status(settings.tracking_uri, run_id, "FINISHED")
+    return RunOutcome(
+        run_id=run_id,
+        tracking_uri=settings.tracking_uri,
+        experiment=settings.experiment,
+        metrics=dict(result.metrics or {}),
+        seconds=time.perf_counter() - start,
+        ray_run_dir=str(storage / ray_run_name),
+    )
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    """The worker's own exception inside Ray's WorkerGroupError, when there is exactly one kind."""
+    failures = getattr(err, "worker_failures", None)
+    if isinstance(failures, dict) and failures:
+        first = next(iter(failures.values()))
+        cause = getattr(first, "cause", None) or first.__cause__ or first
+        return cause
+    return err

@@ -1,0 +1,310 @@
+"""The run engine's parts without Ray: settings resolution, LR schedule, mixup/cutmix on 4-D and
+5-D batches, checkpoints (weights_only, RNG round trip), the crash hook, and exact evaluation
+under a real 2-process gloo group compared with one process on the same weights."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import yaml
+from torch import nn
+
+from suite.engine import checkpoint as ckpt
+from suite.engine.config import RunSettings, resolve_settings
+from suite.engine.evaluate import evaluate, shard_indices
+from suite.engine.hooks import CRASH_EXIT_CODE, parse_crash_plan
+from suite.engine.mixing import BatchMixer
+from suite.engine.schedule import build_scheduler, cosine_lr
+from suite.errors import CorruptDataError, UnknownNameError, UsageError
+from suite.task_registry import get_task
+from suite.tracking import config_hash
+
+# ------------------------------------------------------------------ settings
+
+
+def test_defaults_come_from_the_task_recipe():
+    recipe = get_task("cifar10").recipe
+    settings = resolve_settings("cifar10", {"data": "synthetic"})
+    assert (settings.model, settings.epochs, settings.batch_size) == (recipe.model, recipe.epochs, recipe.batch_size)
+    assert (settings.lr, settings.weight_decay, settings.mixup) == (recipe.lr, recipe.weight_decay, recipe.mixup)
+    assert settings.protocol == get_task("cifar10").protocols[0]
+    # The recipe's CUDA fp16 falls back to off on CPU workers; an explicit request is an error.
+    assert recipe.amp == "fp16" and settings.amp == "off"
+    with pytest.raises(UsageError, match=r"^--amp fp16 needs CUDA"):
+        resolve_settings("cifar10", {"data": "synthetic", "amp": "fp16"})
+    assert resolve_settings("cifar10", {"data": "synthetic", "amp": "bf16"}).amp == "bf16"
+
+
+def test_config_file_overrides_recipe_and_flags_override_file(tmp_path):
+    file = tmp_path / "run.yaml"
+    file.write_text(yaml.safe_dump({"epochs": 7, "lr": 0.01, "model": "spikformer-2-64", "mixup": 0}))
+    settings = resolve_settings("cifar10", {"data": "synthetic", "lr": "0.002"}, file)
+    assert (settings.epochs, settings.lr, settings.model, settings.mixup) == (7, 0.002, "spikformer-2-64", 0.0)
+    # The stored config.yaml of a run is itself a valid --config file and resolves to the same settings.
+    again = tmp_path / "again.yaml"
+    again.write_text(settings.to_yaml())
+    assert resolve_settings("cifar10", None, again) == settings
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"epochs": "0"}, "--epochs must be a positive integer, got 0"),
+        ({"epochs": "two"}, "--epochs must be a positive integer, got 'two'"),
+        ({"batch_size": "1.5"}, "--batch-size must be a positive integer, got '1.5'"),
+        ({"lr": "-1"}, "--lr must be a positive number, got -1"),
+        ({"lr": "nan"}, "--lr must be a finite number, got 'nan'"),
+        ({"weight_decay": "-0.1"}, "--weight-decay must not be negative, got -0.1"),
+        ({"label_smoothing": "1.5"}, "--label-smoothing must be between 0 and 1, got 1.5"),
+        ({"amp": "fp8"}, "--amp must be one of off, bf16, fp16, got 'fp8'"),
+        ({"max_failures": "-2"}, "--max-failures must be an integer >= -1, got -2"),
+        ({"workers": "4", "batch_size": "2"}, "--batch-size (2) is the global batch size and must be at least --workers (4)"),
+        ({"synthetic_size": "10", "data": "/nonexistent"}, "--synthetic-size applies only to --data synthetic"),
+    ],
+)
+def test_bad_values_name_the_flag(overrides, message):
+    with pytest.raises(UsageError) as err:
+        resolve_settings("cifar10", {"data": "synthetic", **overrides})
+    assert str(err.value) == message
+
+
+def test_bad_config_files_are_named(tmp_path):
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("epochs: 3\nepocs: 4\n")
+    with pytest.raises(UsageError, match=r"unknown\.yaml: unknown keys \['epocs'\]"):
+        resolve_settings("cifar10", {"data": "synthetic"}, unknown)
+    bad_value = tmp_path / "bad.yaml"
+    bad_value.write_text("epochs: -3\n")
+    with pytest.raises(UsageError, match=r"^epochs in .*bad\.yaml must be a positive integer, got -3$"):
+        resolve_settings("cifar10", {"data": "synthetic"}, bad_value)
+    with pytest.raises(UsageError, match=r"missing\.yaml: cannot be read"):
+        resolve_settings("cifar10", {}, tmp_path / "missing.yaml")
+    with pytest.raises(UnknownNameError, match="unknown task 'cifar11'"):
+        resolve_settings("cifar11", {})
+
+
+def test_config_hash_ignores_seed_and_execution_settings():
+    base = resolve_settings("cifar10", {"data": "synthetic", "epochs": "3"})
+    other_seed = resolve_settings("cifar10", {"data": "synthetic", "epochs": "3", "seed": "5", "workers": "2"})
+    other_lr = resolve_settings("cifar10", {"data": "synthetic", "epochs": "3", "lr": "0.1"})
+    assert config_hash(base.hashed_fields()) == config_hash(other_seed.hashed_fields())
+    assert config_hash(base.hashed_fields()) != config_hash(other_lr.hashed_fields())
+    assert RunSettings.from_dict(base.to_dict()) == base
+
+
+# ------------------------------------------------------------------ schedule
+
+
+def test_cosine_schedule_warms_up_then_anneals_to_min_lr():
+    model = nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = build_scheduler(optimizer, epochs=10, steps_per_epoch=5, warmup_epochs=2, warmup_lr=1e-6, min_lr=1e-5)
+    lrs = []
+    for _ in range(50):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(1e-6)
+    assert lrs[5] == pytest.approx(1e-6 + (1e-3 - 1e-6) * 5 / 10)
+    assert lrs[10] == pytest.approx(1e-3)  # warm-up ends at the peak
+    assert lrs[10 + 20] == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)  # halfway through the cosine
+    assert all(a > b for a, b in zip(lrs[10:], lrs[11:]))  # strictly decreasing after warm-up
+    assert lrs[-1] == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 39 / 40)))
+
+def test_schedule_resumes_on_the_same_curve():
+    def make():
+        optimizer = torch.optim.AdamW(nn.Linear(2, 2).parameters(), lr=1e-3)
+        return optimizer, build_scheduler(optimizer, epochs=4, steps_per_epoch=5, warmup_epochs=1, warmup_lr=0.0, min_lr=0.0)
+
+    optimizer, scheduler = make()
+    for _ in range(7):
+        optimizer.step(), scheduler.step()
+    # As the train loop restores: the optimizer (holding the current lr), then the scheduler.
+    fresh_optimizer, fresh_scheduler = make()
+    fresh_optimizer.load_state_dict(optimizer.state_dict())
+    fresh_scheduler.load_state_dict(scheduler.state_dict())
+    assert fresh_optimizer.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"]
+    for _ in range(5):
+        optimizer.step(), scheduler.step(), fresh_optimizer.step(), fresh_scheduler.step()
+        assert fresh_optimizer.param_groups[0]["lr"] == pytest.approx(optimizer.param_groups[0]["lr"])
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(cosine_lr(12, base_lr=1e-3, total_steps=20, warmup_steps=5, warmup_lr=0, min_lr=0))
+
+
+def test_warmup_longer_than_the_run_is_clipped():
+    lrs = [cosine_lr(s, base_lr=1.0, total_steps=4, warmup_steps=100, warmup_lr=0.0, min_lr=0.0) for s in range(4)]
+    assert lrs == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])
+
+
+# ------------------------------------------------------------------ mixup / cutmix
+
+
+def test_mixup_on_sequence_batches_mixes_every_time_step_alike():
+    torch.manual_seed(0)
+    mixer = BatchMixer(5, mixup=0.8, cutmix=0.0, prob=1.0, switch_prob=0.5)
+    x, y = torch.rand(6, 3, 2, 8, 8), torch.arange(6) % 5
+    mixed, targets = mixer(x, y)
+    assert mixed.shape == x.shape and targets.shape == (6, 5)
+    assert torch.allclose(targets.sum(1), torch.ones(6))
+    lam = targets[0, y[0]].item() if y[0] != y[-1] else None
+    # torchvision pairs sample i with i-1 (a roll): every time step uses the same weight.
+    if lam is not None:
+        expected = lam * x[0] + (1 - lam) * x[-1]
+        assert torch.allclose(mixed[0], expected, atol=1e-6)
+
+
+def test_cutmix_box_is_spatial_and_shared_across_time_steps():
+    torch.manual_seed(1)
+    mixer = BatchMixer(4, mixup=0.0, cutmix=1.0, prob=1.0, switch_prob=0.5)
+    x = torch.stack([torch.full((3, 2, 16, 16), float(i)) for i in range(4)])  # sample i is constant i
+    y = torch.arange(4)
+    mixed, targets = mixer(x, y)
+    from_partner = mixed[1] == 0.0  # sample 1's pixels taken from sample 0
+    assert from_partner.any() and not from_partner.all()
+    assert (from_partner == from_partner[0, 0]).all()  # the same H x W box in every step and channel
+    area = from_partner[0, 0].float().mean().item()
+    assert targets[1, 0].item() == pytest.approx(area) and targets[1, 1].item() == pytest.approx(1 - area)
+
+
+def test_unmixed_batches_get_one_hot_targets():
+    mixer = BatchMixer(3, mixup=0.0, cutmix=0.0, prob=1.0, switch_prob=0.5)
+    x, y = torch.rand(2, 3, 4, 4), torch.tensor([2, 0])
+    same, targets = mixer(x, y)
+    assert same is x and targets.tolist() == [[0, 0, 1], [1, 0, 0]]
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def test_checkpoint_round_trip_with_weights_only_and_rng_state(tmp_path):
+    random.seed(3), np.random.seed(3), torch.manual_seed(3)
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.rand(3, 4)).sum().backward()
+    optimizer.step()
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 4, "rng": [ckpt.rng_state()]}
+    ckpt.save_checkpoint(tmp_path, state)
+    draws = (random.random(), np.random.rand(), torch.rand(1).item())
+
+    loaded = torch.load(tmp_path / ckpt.STATE_FILE, weights_only=True)  # the safe loader accepts every field
+    assert loaded["epoch"] == 4 and torch.equal(loaded["model"]["weight"], model.weight)
+    restored = ckpt.load_checkpoint(tmp_path)
+    ckpt.set_rng_state(restored["rng"][0])
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == draws
+    fresh = torch.optim.AdamW(nn.Linear(4, 2).parameters(), lr=0.1)
+    fresh.load_state_dict(restored["optimizer"])
+    assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+
+
+def test_broken_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / ckpt.STATE_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(CorruptDataError, match=r"state\.pt cannot be loaded"):
+        ckpt.load_checkpoint(tmp_path)
+    torch.save({"model": {}}, tmp_path / "other.pt")
+    with pytest.raises(CorruptDataError, match="not a suite checkpoint"):
+        ckpt.load_checkpoint(tmp_path / "other.pt")
+
+
+# ------------------------------------------------------------------ crash hook
+
+
+def test_crash_plan_parsing_and_marker(tmp_path):
+    plan = parse_crash_plan("epoch=1,rank=1,step=2", tmp_path)
+    assert (plan.epoch, plan.rank, plan.step, plan.marker) == (1, 1, 2, tmp_path / "crash-hook.done")
+    assert plan.should_crash(1, 1, 2) and not plan.should_crash(1, 0, 2) and not plan.should_crash(0, 1, 2)
+    assert parse_crash_plan("", tmp_path) is None
+    assert parse_crash_plan(f"epoch=0,rank=0,marker={tmp_path}/m", "/x").marker == tmp_path / "m"
+    for bad in ("epoch=1", "rank=x,epoch=1", "epoch=1,rank=0,when=now"):
+        with pytest.raises(UsageError, match="SUITE_TEST_CRASH"):
+            parse_crash_plan(bad, tmp_path)
+
+
+def test_crash_hook_kills_the_process_once(tmp_path):
+    code = (
+        "from suite.engine.hooks import crash_plan_from_env\n"
+        "plan = crash_plan_from_env('unused')\n"
+        "for step in range(3):\n"
+        "    plan.maybe_crash(0, 0, step)\n"
+        "print('survived')\n"
+    )
+    env = dict(os.environ, SUITE_TEST_CRASH=f"epoch=0,rank=0,step=1,marker={tmp_path / 'marker'}")
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert first.returncode == CRASH_EXIT_CODE and "survived" not in first.stdout
+    assert (tmp_path / "marker").read_text().startswith("crashed rank 0 at epoch 0 step 1")
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 0 and "survived" in second.stdout
+
+
+# ------------------------------------------------------------------ exact distributed evaluation
+
+EVAL_SIZE = 11  # odd: a padded shard would count a sample twice
+
+
+def _firing_model() -> nn.Module:
+    """spikformer-1-32 whose neurons fire (BN scaled up), so spike counts are not all zero."""
+    from suite.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("spikformer-1-32", **get_task("cifar10").model_kwargs(2))
+    for module in model.modules():
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.constant_(module.weight, 2.0)
+            nn.init.constant_(module.bias, 1.0)
+    return model.eval()
+
+
+def _eval_dataset():
+    return get_task("cifar10").build_dataset("eval", data="synthetic", time_steps=2, synthetic_size=EVAL_SIZE)
+
+
+def _evaluate_on(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    if world_size > 1:
+        dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    from suite.metrics import SNNMonitor
+
+    model = _firing_model()
+    monitor = SNNMonitor(model)
+    # Batch size 1: every sample's arithmetic is bit-identical however the set is sharded.
+    result = evaluate(
+        model, _eval_dataset(), batch_size=1, device=torch.device("cpu"), rank=rank, world_size=world_size,
+        monitor=monitor,
+    )
+    summary = monitor.summary()
+    torch.save(
+        {"result": result.__dict__, "sops": summary["sops_per_sample"], "samples": summary["samples"],
+         "rates": summary["firing_rates"]},
+        Path(out_dir) / f"rank{rank}_of{world_size}.pt",
+    )
+    if world_size > 1:
+        dist.destroy_process_group()
+
+
+def test_shards_are_disjoint_and_cover_every_sample():
+    shards = [set(shard_indices(EVAL_SIZE, r, 3)) for r in range(3)]
+    assert set().union(*shards) == set(range(EVAL_SIZE)) and sum(map(len, shards)) == EVAL_SIZE
+
+
+def test_two_process_gloo_eval_equals_single_process(tmp_path):
+    _evaluate_on(0, 1, "", str(tmp_path))
+    mp.spawn(_evaluate_on, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    single = torch.load(tmp_path / "rank0_of1.pt", weights_only=True)
+    for rank in (0, 1):
+        double = torch.load(tmp_path / f"rank{rank}_of2.pt", weights_only=True)
+        assert double["result"]["total"] == single["result"]["total"] == EVAL_SIZE
+        assert double["result"]["correct1"] == single["result"]["correct1"]
+        assert double["result"]["correct5"] == single["result"]["correct5"]
+        assert double["result"]["loss_sum"] == pytest.approx(single["result"]["loss_sum"], rel=1e-9)
+        assert double["samples"] == single["samples"] == EVAL_SIZE  # monitor counts all-reduced too
+        assert double["sops"] == pytest.approx(single["sops"], rel=1e-9)
+        assert double["rates"] == pytest.approx(single["rates"], rel=1e-9)
+    assert single["sops"] > 0 and 0 < single["result"]["correct5"] <= EVAL_SIZE

@@ -52,6 +52,8 @@ DEFAULT_EXCLUDES = (
     "*.egg-info",
     "__pycache__",
     "*.pyc",
+    "*.db",  # SQLite tracking stores: local state, and possibly being written while zipped
+    "*.sqlite",
     "*.pt",
     "*.pth",
     "*.ckpt",
@@ -301,7 +303,10 @@ def raise_for_job(client, job_id: str, info) -> None:
     status = str(info.status)
     if status == "SUCCEEDED":
         return
-    summary = (info.message or "").splitlines()[0] if info.message else ""
+    lines = [line.strip() for line in (info.message or "").splitlines() if line.strip()]
+    summary = lines[0] if lines else ""
+    if "runtime_env" in summary or "runtime environment" in summary:
+        summary = " ".join(lines)[:2000]  # the reason follows on the next lines; there are no job logs
     error_line = _last_error_line(client, job_id)
     details = "; ".join(part for part in (summary, error_line and f"last error: {error_line}") if part)
     code = f", exit code {info.driver_exit_code}" if getattr(info, "driver_exit_code", None) is not None else ""

@@ -71,13 +71,13 @@ class ManagedProcess:
                 continue
         return members
 
-    def stop(self, grace_s: float = 15.0) -> None:
+    def stop(self, grace_s: float = 5.0) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(grace_s)
             except subprocess.TimeoutExpired:
-                logger.warning("%s did not stop on SIGTERM within %.0f s; killing it", self.name, grace_s)
+                logger.info("%s did not stop on SIGTERM within %.0f s; killing its session", self.name, grace_s)
         deadline = time.monotonic() + grace_s
         while self.session_members() and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -151,8 +151,11 @@ class LocalRayCluster:
         ]  # fmt: skip
         worker = [
             ray, "start", "--address", f"127.0.0.1:{self.gcs_port}", "--num-cpus", str(worker_cpus),
-            "--resources", json.dumps({"second_node": 1}), "--dashboard-agent-listen-port", str(free_port()), *common,
+            "--resources", json.dumps({"second_node": 1}), "--dashboard-agent-listen-port", str(free_port()),
+            "--temp-dir", str(root / "ray-worker"), *common,
         ]  # fmt: skip
+        # The worker has its own temp dir, as a real second machine would: with a shared one, its
+        # runtime-env agent deletes job working dirs that the head's job drivers still run in.
         try:
             self.processes.append(ManagedProcess("ray head", head, self.env, root / "ray_head.log"))
             wait_until(self._dashboard_up, 120, "the Ray dashboard", self.processes)

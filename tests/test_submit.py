@@ -95,7 +95,7 @@ def test_runtime_env_uploads_code_but_not_envs_history_or_data(tmp_path):
     from ray._private.runtime_env.packaging import create_package
 
     for rel in (".venv/lib/x.py", ".git/HEAD", "data/cifar/batch", "mlruns/0/meta.yaml", "suite/data/loader.py",
-                "suite/cli.py", "suite/__pycache__/cli.cpython-311.pyc", "weights.pt"):
+                "suite/cli.py", "suite/__pycache__/cli.cpython-311.pyc", "weights.pt", "mlflow.db"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x")
     env = cluster.build_runtime_env(tracking_uri="http://m:5000", working_dir=tmp_path, env_vars={"A": "1"})
@@ -104,7 +104,7 @@ def test_runtime_env_uploads_code_but_not_envs_history_or_data(tmp_path):
     create_package(str(tmp_path), package, include_gitignore=True, excludes=env["excludes"])
     names = set(zipfile.ZipFile(package).namelist())
     assert "suite/cli.py" in names and "suite/data/loader.py" in names  # a nested `data` package is code
-    assert not any(n.startswith((".venv", ".git", "data/", "mlruns")) or n.endswith((".pyc", ".pt")) for n in names)
+    assert not any(n.startswith((".venv", ".git", "data/", "mlruns")) or n.endswith((".pyc", ".pt", ".db")) for n in names)
 
 
 def test_runtime_env_never_carries_the_auth_token(tmp_path):

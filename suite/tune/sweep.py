@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -299,8 +300,11 @@ def _fit(tuner, spec: SweepSpec, parent: str) -> SweepOutcome:
         tracking.mark_status(uri, parent, "KILLED")
         raise
     except Exception as err:
-        tracking.mark_failed(uri, parent, err)
-        raise SuiteError(f"the sweep failed: {type(err).__name__}: {err} (MLflow run {parent} is FAILED)") from err
+        tracking.mark_failed(uri, parent, err, "".join(traceback.format_exception(err)))
+        raise SuiteError(
+            f"the sweep failed: {type(err).__name__}: {err} (MLflow run {parent} is FAILED; its error.txt has "
+            "the traceback)"
+        ) from err
     return finish_sweep(results, spec, parent)
 
 

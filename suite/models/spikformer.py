@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from suite.models.bn_lif_fused import conv_bn_lif, linear_bn_lif
 from suite.models.neuron import LIF
 
 STEM_POOLS = {  # which of the four SPS stages end with a max-pool
@@ -55,8 +56,7 @@ class ConvBNLIF(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B = x.shape[:2]
-        x = self.bn(self.conv(x.flatten(0, 1)))  # [T*B, C', H, W]
-        x = self.lif(x.view(T, B, *x.shape[1:]))  # spikes [T, B, C', H, W]
+        x = conv_bn_lif(self.bn, self.lif, self.conv(x.flatten(0, 1)), T)  # spikes [T, B, C', H, W]
         x = self.pool(x.flatten(0, 1))  # [T*B, C', H', W']
         return x.view(T, B, *x.shape[1:])
 
@@ -90,9 +90,7 @@ class LinearBNLIF(nn.Module):
         self.lif = LIF(v_threshold=v_threshold, backend=backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.linear(x)  # [T, B, N, D_out]
-        y = self.bn(y.reshape(-1, y.shape[-1])).view(y.shape)
-        return self.lif(y)
+        return linear_bn_lif(self.bn, self.lif, self.linear(x))  # BN over D_out of [T, B, N, D_out]
 
 
 class AttentionProduct(nn.Module):

@@ -1,0 +1,159 @@
+"""Training-mode BatchNorm + multi-step LIF as one autograd function (used with fused LIF backends).
+
+Unfused, BatchNorm keeps its input z for backward, writes its output y, and the LIF keeps y as
+well: two full-size tensors per layer. Fused, forward computes the batch statistics, then one pass
+normalises and integrates over T, writing only the spikes; backward recomputes y and the
+membrane potentials from z with the same arithmetic and runs LIF-BPTT and the BatchNorm backward
+together. Only z (plus per-channel statistics) is saved.
+
+Numerics: y = z * scale + shift with scale = gamma / sqrt(var + eps), shift = beta - mean * scale
+(biased batch variance, as BatchNorm normalises with), rounding differently from ATen's kernel in
+the last bit, so spikes may differ from the unfused model in rare elements sitting exactly on the
+threshold; training behaves the same (tested). Running statistics update exactly as
+nn.BatchNorm's do (momentum, or the cumulative average when momentum is None; unbiased variance).
+
+Layout: z is viewed as [T, P, C, K] with the channel at dim 2, which covers Linear outputs
+[T, B, N, D] (P = B*N, K = 1), channels-last conv outputs (P = B*H*W, K = 1) and NCHW conv
+outputs (P = B, K = H*W) without copies.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from suite.models.lif_fused import KERNELS, lif_fused
+from suite.models.neuron import LIF, resolve_backend
+
+
+def _affine(weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor):
+    scale = invstd * weight
+    return scale.view(1, -1, 1), (bias - mean * scale).view(1, -1, 1)  # broadcast over [P, C, K]
+
+
+def bn_lif_forward_steps(z, weight, bias, eps: float, tau: float, v_threshold: float):
+    """z [T, P, C, K] -> (spikes in z's dtype, batch mean, biased batch var), statistics in fp32."""
+    zf = z.float()
+    var, mean = torch.var_mean(zf, dim=(0, 1, 3), correction=0)
+    scale, shift = _affine(weight, bias, mean, torch.rsqrt(var + eps))
+    v = torch.zeros_like(zf[0])
+    spikes = []
+    for z_t in zf.unbind(0):
+        h = v + (z_t * scale + shift - v) / tau
+        fired = h >= v_threshold
+        v = torch.where(fired, 0.0, h)
+        spikes.append(fired.to(z.dtype))
+    return torch.stack(spikes), mean, var
+
+
+def bn_lif_backward_steps(grad_spikes, z, mean, invstd, weight, bias, tau: float, v_threshold: float, alpha: float):
+    """(dL/dz, dL/dgamma, dL/dbeta) from dL/ds, recomputing y and h from z as forward did."""
+    zf = z.float()
+    scale, shift = _affine(weight, bias, mean, invstd)
+    v = torch.zeros_like(zf[0])
+    hs = []
+    for z_t in zf.unbind(0):
+        h = v + (z_t * scale + shift - v) / tau
+        v = torch.where(h >= v_threshold, 0.0, h)
+        hs.append(h)
+    grad_v = torch.zeros_like(hs[0])
+    grad_y = [grad_v] * len(hs)
+    for t in range(len(hs) - 1, -1, -1):
+        sg = torch.sigmoid(alpha * (hs[t] - v_threshold))
+        grad_h = grad_spikes[t].float() * (alpha * sg * (1.0 - sg)) + torch.where(hs[t] >= v_threshold, 0.0, grad_v)
+        grad_y[t] = grad_h / tau
+        grad_v = grad_h - grad_y[t]
+    dy = torch.stack(grad_y)  # [T, P, C, K]
+    x_hat = (zf - mean.view(1, 1, -1, 1)) * invstd.view(1, 1, -1, 1)
+    n = dy.numel() // dy.shape[2]
+    grad_bias = dy.sum(dim=(0, 1, 3))
+    grad_weight = (dy * x_hat).sum(dim=(0, 1, 3))
+    grad_z = (dy - (grad_bias / n).view(1, 1, -1, 1) - x_hat * (grad_weight / n).view(1, 1, -1, 1)) * (
+        invstd * weight
+    ).view(1, 1, -1, 1)
+    return grad_z.to(z.dtype), grad_weight, grad_bias
+
+
+class BatchNormLIFFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, weight, bias, eps: float, tau: float, v_threshold: float, alpha: float):
+        # detach: torch.compile treats Parameters' shapes as static and guards on a view's base,
+        # either of which would recompile per layer
+        z, weight, bias = z.detach(), weight.detach(), bias.detach()
+        spikes, mean, var = KERNELS.run(bn_lif_forward_steps, z, weight, bias, eps, tau, v_threshold)
+        invstd = torch.rsqrt(var + eps)
+        ctx.save_for_backward(z, mean, invstd, weight, bias)
+        ctx.params = (tau, v_threshold, alpha)
+        ctx.mark_non_differentiable(mean, var)
+        return spikes, mean, var
+
+    @staticmethod
+    def backward(ctx, grad_spikes, _grad_mean, _grad_var):
+        z, mean, invstd, weight, bias = ctx.saved_tensors
+        grad_z, grad_weight, grad_bias = KERNELS.run(
+            bn_lif_backward_steps, grad_spikes.contiguous().detach(), z, mean, invstd, weight, bias, *ctx.params
+        )
+        return grad_z, grad_weight, grad_bias, None, None, None, None
+
+
+def _update_running_stats(bn: nn.modules.batchnorm._BatchNorm, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
+    """What nn.BatchNorm does in training mode: EMA (or cumulative average) with unbiased var."""
+    if not bn.track_running_stats or bn.running_mean is None:
+        return
+    with torch.no_grad():
+        bn.num_batches_tracked.add_(1)
+        factor = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+        unbiased = var * (n / max(n - 1, 1))
+        bn.running_mean.mul_(1 - factor).add_(mean.to(bn.running_mean.dtype), alpha=factor)
+        bn.running_var.mul_(1 - factor).add_(unbiased.to(bn.running_var.dtype), alpha=factor)
+
+
+def can_fuse(bn: nn.Module, lif: LIF, z: torch.Tensor) -> bool:
+    """Fuse when BatchNorm uses batch statistics (training) and the LIF runs a fused backend."""
+    return (
+        isinstance(bn, nn.modules.batchnorm._BatchNorm)
+        and bn.training
+        and bn.affine
+        and z.is_floating_point()
+        and resolve_backend(lif.backend, z.device) is lif_fused
+    )
+
+
+def batchnorm_lif(bn: nn.modules.batchnorm._BatchNorm, lif: LIF, z4: torch.Tensor) -> torch.Tensor:
+    """LIF(BatchNorm(z)) for z4 = [T, P, C, K] (channel at dim 2); returns spikes shaped like z4."""
+    n = z4.numel() // z4.shape[2]
+    if n <= 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input of size {tuple(z4.shape)}")
+    params = (bn.eps, lif.tau, lif.v_threshold)
+    if torch.is_grad_enabled() and (z4.requires_grad or bn.weight.requires_grad or bn.bias.requires_grad):
+        spikes, mean, var = BatchNormLIFFunction.apply(z4, bn.weight, bn.bias, *params, lif.alpha)
+    else:
+        with torch.no_grad():
+            spikes, mean, var = KERNELS.run(
+                bn_lif_forward_steps, z4.detach(), bn.weight.detach(), bn.bias.detach(), *params
+            )
+    _update_running_stats(bn, mean.detach(), var.detach(), n)
+    return spikes
+
+
+def conv_bn_lif(bn: nn.Module, lif: LIF, z: torch.Tensor, time_steps: int) -> torch.Tensor:
+    """Spikes [T, B, C, H, W] of LIF(BN(z)) for a conv output z [T*B, C, H, W] (any layout)."""
+    TB, C, H, W = z.shape
+    B = TB // time_steps
+    if not can_fuse(bn, lif, z):
+        y = bn(z)
+        return lif(y.view(time_steps, B, C, H, W))
+    if z.is_contiguous(memory_format=torch.channels_last) and not z.is_contiguous():
+        spikes = batchnorm_lif(bn, lif, z.permute(0, 2, 3, 1).reshape(time_steps, B * H * W, C, 1))
+        return spikes.view(TB, H, W, C).permute(0, 3, 1, 2).view(time_steps, B, C, H, W)
+    spikes = batchnorm_lif(bn, lif, z.contiguous().view(time_steps, B, C, H * W))
+    return spikes.view(time_steps, B, C, H, W)
+
+
+def linear_bn_lif(bn: nn.Module, lif: LIF, z: torch.Tensor) -> torch.Tensor:
+    """Spikes of LIF(BN over the last dim(z)) for a token tensor z [T, B, N, D]."""
+    if not can_fuse(bn, lif, z):
+        y = bn(z.reshape(-1, z.shape[-1])).view(z.shape)
+        return lif(y)
+    T, D = z.shape[0], z.shape[-1]
+    return batchnorm_lif(bn, lif, z.reshape(T, -1, D, 1)).view(z.shape)

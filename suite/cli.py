@@ -14,7 +14,7 @@ import sys
 
 from suite.errors import SuiteError
 
-COMMANDS = ("models", "tasks", "run", "tune", "submit", "jobs", "leaderboard")
+COMMANDS = ("models", "tasks", "run", "tune", "submit", "jobs", "leaderboard", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

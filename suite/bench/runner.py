@@ -1,0 +1,141 @@
+"""Run every (mode, implementation) configuration in its own worker process and compare them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+
+import torch
+
+from suite.bench import rates
+from suite.bench.spec import BenchSpec
+from suite.errors import SuiteError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH = {"train": 32, "infer": 64}
+
+
+def run_worker(spec: BenchSpec, timeout_s: float | None = None) -> dict:
+    """Run one configuration in a fresh interpreter; returns its result dict."""
+    env = dict(os.environ)
+    if spec.threads:  # OpenMP pools sized like torch's, for both implementations alike
+        env["OMP_NUM_THREADS"] = str(spec.threads)
+    cmd = [sys.executable, "-m", "suite.bench.worker", spec.to_json()]
+    log.info("benchmarking %s %s (batch %d, amp %s)", spec.impl, spec.mode, spec.batch_size, spec.amp)
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, timeout=timeout_s)
+    except subprocess.TimeoutExpired as err:
+        raise SuiteError(
+            f"benchmark worker {spec.impl}/{spec.mode} did not finish within {timeout_s:.0f} s; "
+            "lower --steps or --batch-size"
+        ) from err
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    result = json.loads(lines[-1]) if lines else {}
+    if proc.returncode != 0 or "error" in result or not result:
+        why = result.get("error") or f"exit code {proc.returncode} and no result (its stderr is above)"
+        raise SuiteError(f"benchmark worker {spec.impl}/{spec.mode} failed: {why}")
+    return result
+
+
+def machine_info(threads: int) -> dict:
+    return {
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads,
+        "platform": platform.platform(),
+        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def add_rates(result: dict, flops: float, matmul_gflops: float) -> None:
+    result["flops_per_sample"] = flops
+    result["achieved_gflops"] = flops * result["samples_per_s"] / 1e9
+    result["matmul_gflops"] = matmul_gflops
+    result["share_of_matmul"] = result["achieved_gflops"] / matmul_gflops
+
+
+def ratios(ours: dict, peer: dict) -> dict:
+    return {
+        "samples_per_s": ours["samples_per_s"] / peer["samples_per_s"],
+        "peak_mem": ours["peak_mem_mb"] / peer["peak_mem_mb"] if peer["peak_mem_mb"] > 0 else None,
+    }
+
+
+def run_bench(
+    model: str,
+    task: str,
+    modes: tuple[str, ...],
+    amp: str = "off",
+    batch_size: int | None = None,
+    compare: tuple[str, ...] = (),
+    steps: int = 5,
+    warmup: int = 2,
+    threads: int = 0,
+    time_steps: int | None = None,
+    fold_bn: bool = True,
+    channels_last: bool = True,
+    worker_timeout_s: float | None = None,
+) -> dict:
+    """The whole comparison as one JSON-ready dict: machine, matmul rates, per-mode results."""
+    threads = threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    report = {
+        "model": model, "task": task, "amp": amp, "compare": list(compare),
+        "machine": machine_info(threads), "modes": {},
+    }
+    report["matmul_gflops"] = {"fp32": rates.matmul_gflops(torch.float32)}
+    if amp == "bf16":
+        report["matmul_gflops"]["bf16"] = rates.matmul_gflops(torch.bfloat16)
+    rate = report["matmul_gflops"]["bf16" if amp == "bf16" else "fp32"]
+    for mode in modes:
+        specs = [
+            BenchSpec(
+                impl=impl, model=model, task=task, mode=mode, batch_size=batch_size or DEFAULT_BATCH[mode],
+                amp=amp, time_steps=time_steps, steps=steps, warmup=warmup, threads=threads,
+                fold_bn=fold_bn, channels_last=channels_last,
+            )
+            for impl in ("suite", *compare)
+        ]
+        flops = rates.flops_per_sample(specs[0])
+        results = {}
+        for spec in specs:
+            results[spec.impl] = run_worker(spec, worker_timeout_s)
+            add_rates(results[spec.impl], flops, rate)
+        entry = {"results": results}
+        if compare:
+            entry["ratios"] = {peer: ratios(results["suite"], results[peer]) for peer in compare}
+        report["modes"][mode] = entry
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The human-readable table of a `run_bench` report."""
+    rates_line = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["matmul_gflops"].items())
+    m = report["machine"]
+    load = f"; load average at start {m['load_avg_1m']:.2f}" if m["load_avg_1m"] is not None else ""
+    lines = [
+        f"{report['model']} on {report['task']} shapes, amp {report['amp']}, {m['threads']} threads "
+        f"({m['cpu_capability']}), torch {m['torch']}; matmul rate: {rates_line}{load}",
+        "",
+        f"{'mode':6} {'impl':13} {'batch':>5} {'samples/s':>10} {'step ms':>9} {'peak MB':>9} "
+        f"{'GFLOP/s':>8} {'of matmul':>9}",
+    ]
+    for mode, entry in report["modes"].items():
+        for impl, r in entry["results"].items():
+            lines.append(
+                f"{mode:6} {impl:13} {r['batch_size']:>5} {r['samples_per_s']:>10.2f} {r['step_s'] * 1e3:>9.0f} "
+                f"{r['peak_mem_mb']:>9.0f} {r['achieved_gflops']:>8.1f} {r['share_of_matmul']:>9.0%}"
+            )
+        for peer, ratio in entry.get("ratios", {}).items():
+            mem = f"{ratio['peak_mem']:.2f}x" if ratio["peak_mem"] is not None else "n/a"
+            lines.append(f"{mode:6} {'suite/' + peer:13} {'':>5} {ratio['samples_per_s']:>9.2f}x {'':>9} {mem:>9}")
+    flops = {mode: entry["results"]["suite"]["flops_per_sample"] for mode, entry in report["modes"].items()}
+    lines.append("")
+    lines.append("nominal GFLOP per sample: " + ", ".join(f"{k} {v / 1e9:.2f}" for k, v in flops.items()))
+    return "\n".join(lines)

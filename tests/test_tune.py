@@ -106,6 +106,30 @@ def test_tune_rejects_bad_input_before_ray_starts(extra_args, message, capsys, t
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("search", ["random", "optuna"])
+def test_tuner_uses_asha_on_best_top1_and_samples_inside_the_space(search):
+    from ray.tune.schedulers import ASHAScheduler
+
+    from suite.tune.sweep import SweepSpec, _tuner_parts
+    from suite.tune.trial import SweepContext
+
+    spec = SweepSpec(task="cifar10", base_settings={"epochs": 3, "seed": 0}, space={"lr": "loguniform:1e-4:1e-2",
+                     "time_steps": "choice:2,4"}, space_origin="--param", samples=3, search=search)  # fmt: skip
+    context = SweepContext("cifar10", {}, "p", "sweep-p", "sqlite:////tmp/x.db", "e", "/tmp", embedded=True)
+    _, tune_config, run_config = _tuner_parts(spec, context, concurrency=2)
+    assert isinstance(tune_config.scheduler, ASHAScheduler) and (tune_config.metric, tune_config.mode) == ("best_top1", "max")
+    assert run_config.name == "sweep-p" and run_config.callbacks[0].parent_run_id == "p"
+    searcher = tune_config.search_alg
+    if search == "optuna":
+        assert tune_config.max_concurrent_trials == 2
+        searcher.set_search_properties("best_top1", "max", sp.to_tune(spec.parsed_space()))
+        for i in range(5):
+            config = searcher.suggest(f"t{i}")  # Optuna's own sampler, inside our bounds
+            assert 1e-4 <= config["lr"] <= 1e-2 and config["time_steps"] in (2, 4)
+    else:
+        assert tune_config.max_concurrent_trials is None and searcher.max_concurrent == 2
+
+
 def test_best_config_is_a_ready_to_paste_run_command():
     flags = {"model": "spikformer-1-32", "data": "synthetic", "epochs": "2", "amp": "off", "workers": "2",
              "download": True, "tracking_uri": "sqlite:////tmp/a b/mlflow.db"}  # fmt: skip

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-REAL_SAMPLES = Path(__file__).resolve().parents[2] / "shared/data/real-samples"
+from real_samples import REAL_SAMPLES
 REAL_DVS = REAL_SAMPLES / "dvs"
 CIFAR10_DVS_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 

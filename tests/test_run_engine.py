@@ -308,3 +308,33 @@ def test_two_process_gloo_eval_equals_single_process(tmp_path):
         assert double["sops"] == pytest.approx(single["sops"], rel=1e-9)
         assert double["rates"] == pytest.approx(single["rates"], rel=1e-9)
     assert single["sops"] > 0 and 0 < single["result"]["correct5"] <= EVAL_SIZE
+
+
+# ------------------------------------------------------------------ one epoch, outside Ray
+
+
+def test_one_bf16_epoch_with_mixup_on_sequence_input(capsys):
+    """An event task's [B, T, C, H, W] batches through mixup/cutmix, bf16 autocast and the bar."""
+    from suite.engine.epoch import train_one_epoch
+    from suite.models import create_model
+
+    task = get_task("dvs128-gesture")
+    dataset = task.build_dataset("train", data="synthetic", time_steps=2, synthetic_size=8)
+    torch.manual_seed(0)
+    model = create_model("spikformer-1-32", **task.model_kwargs(2))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4)
+    before = [p.detach().clone() for p in model.parameters()]
+    stats = train_one_epoch(
+        model, loader, optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, epochs=1, steps_per_epoch=2, warmup_epochs=0, warmup_lr=0, min_lr=0),
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+        mixer=BatchMixer(task.num_classes, mixup=0.8, cutmix=1.0, prob=1.0, switch_prob=0.5),
+        label_smoothing=0.1, device=torch.device("cpu"), amp="bf16", epoch=0, epochs=1, rank=0, world_size=1,
+        progress_bar=True,
+    )
+    assert stats.samples == 8 and 0 <= stats.correct <= 8
+    assert math.isfinite(stats.loss_sum) and stats.loss_sum / 8 > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    bar = capsys.readouterr().err
+    assert "epoch 1/1" in bar and "loss=" in bar and "samples_s=" in bar

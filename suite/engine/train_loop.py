@@ -166,6 +166,7 @@ def _train(settings: RunSettings, config: dict, rank: int, world_size: int, devi
         _wait_until_committed()
         logger.log_epoch(epoch, metrics, firing_rates)
 
+    monitor.remove()  # the logged model must not carry the monitor's hooks
     if rank == 0 and logger.enabled:
         _log_best(bare, logger)
 

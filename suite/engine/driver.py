@@ -166,6 +166,13 @@ def preflight(settings: RunSettings) -> None:
     tracking.check_tracking_server(settings.tracking_uri)
     if settings.address is None:
         _check_machine_resources(settings)
+    elif settings.tracking_uri.startswith("sqlite:///"):
+        log.warning(
+            "--address %s with the local store %s: on a multi-node cluster rank 0 may run on another node, "
+            "which cannot write this file, and checkpoints go to %s, which every node must share; use "
+            "--tracking-uri http://MLFLOW_SERVER and a shared $SUITE_HOME there",
+            settings.address, settings.tracking_uri, tracking.ray_storage_dir(),
+        )
     task = get_task(settings.task)
     model_config(settings.model, **task.model_kwargs(settings.time_steps))
     if settings.data != schema.DATA_SYNTHETIC and not settings.download and not task.is_available(settings.data):

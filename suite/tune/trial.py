@@ -77,5 +77,6 @@ def run_trial(config: dict[str, Any], context: SweepContext) -> None:
         storage_path=context.train_storage,
         mlflow_run_id=run_id,
         callbacks=[TuneReportCallback()],
+        embedded=context.embedded,
     )
     trainer.fit()

@@ -17,13 +17,22 @@ from suite.errors import SuiteError
 COMMANDS = ("models", "tasks", "run", "tune", "submit", "jobs", "leaderboard", "bench")
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Bad flags get one line naming the problem (argparse's default prints the whole usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="python -m suite",
         description="Spikformer Suite: train, tune and compare Spikformer on image, event and skeleton tasks.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=OneLineErrorParser
+    )
     for name in COMMANDS:
         importlib.import_module(f"suite.commands.{name}").register(subparsers)
     return parser

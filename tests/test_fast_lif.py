@@ -294,3 +294,35 @@ def test_triton_lif_matches_reference_on_cuda(v_threshold):
     expected.backward(grad)
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-6)
 
+
+
+# -- spikes saved for backward as uint8 --------------------------------------------------------
+
+def test_saved_spikes_are_stored_as_uint8_and_restored_exactly():
+    from suite.models import spike_storage
+
+    x = currents(4 * 2, 6, 5, 5).contiguous(memory_format=torch.channels_last).view(4, 2, 6, 5, 5)
+    spikes = lif_fused.lif_fused(x.requires_grad_(True), 2.0, 1.0, 4.0)
+    view = spikes.flatten(0, 1)  # what the next conv saves: a channels-last view of the spikes
+    assert spike_storage.is_marked(view) and not spike_storage.is_marked(x)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(spike_storage, "MIN_ELEMENTS", 0)
+        packed = spike_storage._pack(view)
+        assert packed[2].dtype == torch.uint8 and spike_storage._pack(x) is x
+    restored = spike_storage._unpack(packed)
+    assert torch.equal(restored, view) and restored.stride() == view.stride() and restored.dtype == view.dtype
+
+
+def test_compact_spike_storage_leaves_gradients_bit_for_bit_unchanged(monkeypatch):
+    from suite.models import spike_storage
+
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 32, 32) * 3
+    grads = {}
+    for label, min_elements in (("float", 1 << 62), ("uint8", 0)):
+        monkeypatch.setattr(spike_storage, "MIN_ELEMENTS", min_elements)
+        torch.manual_seed(1)
+        model = create_model("spikformer-1-32", num_classes=4)
+        model(x).square().sum().backward()
+        grads[label] = [p.grad.clone() for p in model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(grads["float"], grads["uint8"]))

@@ -24,6 +24,7 @@ from torch import nn
 
 from suite.models.lif_fused import KERNELS, lif_fused
 from suite.models.neuron import LIF, resolve_backend
+from suite.models.spike_storage import mark_spikes
 
 
 def _affine(weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor):
@@ -85,7 +86,7 @@ class BatchNormLIFFunction(torch.autograd.Function):
         ctx.save_for_backward(z, mean, invstd, weight, bias)
         ctx.params = (tau, v_threshold, alpha)
         ctx.mark_non_differentiable(mean, var)
-        return spikes, mean, var
+        return mark_spikes(spikes), mean, var
 
     @staticmethod
     def backward(ctx, grad_spikes, _grad_mean, _grad_var):

@@ -1,7 +1,7 @@
 """Fused multi-step LIF: one pass over T forward and one backward, saving only the input currents.
 
 The reference backend (`suite.models.neuron.lif_reference`) builds a small autograd graph per time
-step and keeps three float tensors per step alive until backward. Here forward runs without
+step and keeps at least two input-sized float tensors per step alive until backward. Here forward runs without
 autograd and saves only x; backward recomputes h[t] from x (cheap, elementwise) and runs the exact
 BPTT recurrence of the reference graph, with hard reset to 0 and detach_reset:
 
@@ -12,9 +12,10 @@ BPTT recurrence of the reference graph, with hard reset to 0 and detach_reset:
 with dL/dv[T-1] = 0 and sg'(u) = alpha * sigmoid(alpha u) * (1 - sigmoid(alpha u)).
 
 Both kernels are plain tensor code over a [T, N] view, so torch.compile (inductor) can fuse each
-into a single loop over N; one compiled graph (dynamic N) serves every layer. If compiling fails
-(no C++ compiler, an unsupported platform) the same code runs eagerly, still without per-step
-graphs. Set SUITE_LIF_COMPILE=0 to skip compiling altogether.
+into a single loop over N; one compiled graph (dynamic N) serves every layer. Tensors under
+SUITE_LIF_COMPILE_MIN_ELEMENTS (default 2^20, so tiny test models never wait for a compiler) and
+any run where compiling fails (no C++ compiler, an unsupported platform) use the same code
+eagerly, still without per-step graphs. Set SUITE_LIF_COMPILE=0 to skip compiling altogether.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Callable
 import torch
 
 from suite.models.neuron import BACKENDS
+from suite.models.spike_storage import mark_spikes
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +146,11 @@ class FusedLIFFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, tau: float, v_threshold: float, alpha: float) -> torch.Tensor:
         x2d = _time_major_2d(x).detach()  # not a view: compiled kernels would guard on its base
-        spikes = _restore(KERNELS.run(lif_forward_steps, x2d, tau, v_threshold), x)
+        spikes = _restore(mark_spikes(KERNELS.run(lif_forward_steps, x2d, tau, v_threshold)), x)
         ctx.save_for_backward(x2d)
         ctx.params = (tau, v_threshold, alpha)
         ctx.layout = (spikes.shape, spikes.stride())
-        return spikes
+        return mark_spikes(spikes)
 
     @staticmethod
     def backward(ctx, grad_spikes: torch.Tensor):

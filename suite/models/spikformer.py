@@ -15,6 +15,7 @@ from torch import nn
 
 from suite.models.bn_lif_fused import conv_bn_lif, linear_bn_lif
 from suite.models.neuron import LIF
+from suite.models.spike_storage import compact_saved_spikes
 
 STEM_POOLS = {  # which of the four SPS stages end with a max-pool
     "cifar": (False, False, True, True),  # 32x32 -> 8x8
@@ -198,4 +199,5 @@ class Spikformer(nn.Module):
         return x.mean(2).mean(0)  # [B, D]: mean over tokens, then over time
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(x))  # [B, classes]
+        with compact_saved_spikes(self.training):  # spikes kept for backward as uint8, not float
+            return self.head(self.forward_features(x))  # [B, classes]

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import subprocess
 import sys
 
@@ -60,6 +61,21 @@ def add_rates(result: dict, flops: float, matmul_gflops: float) -> None:
     result["share_of_matmul"] = result["achieved_gflops"] / matmul_gflops
 
 
+def merge_rounds(runs: list[dict]) -> dict:
+    """One result from several worker runs of a configuration: the median over all their timed
+    steps, and the highest peak memory."""
+    merged = dict(runs[0])
+    if len(runs) > 1:
+        merged["step_s_all"] = [t for run in runs for t in run["step_s_all"]]
+        merged["step_s"] = statistics.median(merged["step_s_all"])
+        merged["samples_per_s"] = merged["batch_size"] / merged["step_s"]
+        merged["peak_mem_mb"] = max(run["peak_mem_mb"] for run in runs)
+        merged["peak_rss_mb"] = max(run["peak_rss_mb"] for run in runs)
+        merged["warmup_s"] = [run["warmup_s"] for run in runs]
+    merged["rounds"] = len(runs)
+    return merged
+
+
 def ratios(ours: dict, peer: dict) -> dict:
     return {
         "samples_per_s": ours["samples_per_s"] / peer["samples_per_s"],
@@ -81,6 +97,7 @@ def run_bench(
     fold_bn: bool = True,
     channels_last: bool = True,
     worker_timeout_s: float | None = None,
+    rounds: int = 1,
 ) -> dict:
     """The whole comparison as one JSON-ready dict: machine, matmul rates, per-mode results."""
     threads = threads or torch.get_num_threads()
@@ -103,14 +120,19 @@ def run_bench(
             for impl in ("suite", *compare)
         ]
         flops = rates.flops_per_sample(specs[0])
+        runs: dict[str, list[dict]] = {spec.impl: [] for spec in specs}
+        for _ in range(rounds):  # alternate implementations so that both see the same background load
+            for spec in specs:
+                runs[spec.impl].append(run_worker(spec, worker_timeout_s))
         results = {}
-        for spec in specs:
-            results[spec.impl] = run_worker(spec, worker_timeout_s)
-            add_rates(results[spec.impl], flops, rate)
+        for impl, impl_runs in runs.items():
+            results[impl] = merge_rounds(impl_runs)
+            add_rates(results[impl], flops, rate)
         entry = {"results": results}
         if compare:
             entry["ratios"] = {peer: ratios(results["suite"], results[peer]) for peer in compare}
         report["modes"][mode] = entry
+    report["machine"]["load_avg_1m_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return report
 
 
@@ -119,6 +141,8 @@ def format_report(report: dict) -> str:
     rates_line = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["matmul_gflops"].items())
     m = report["machine"]
     load = f"; load average at start {m['load_avg_1m']:.2f}" if m["load_avg_1m"] is not None else ""
+    if m.get("load_avg_1m_end") is not None:
+        load += f", at end {m['load_avg_1m_end']:.2f}"
     lines = [
         f"{report['model']} on {report['task']} shapes, amp {report['amp']}, {m['threads']} threads "
         f"({m['cpu_capability']}), torch {m['torch']}; matmul rate: {rates_line}{load}",

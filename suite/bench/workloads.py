@@ -106,7 +106,8 @@ def build_workload(spec: BenchSpec) -> Workload:
         return Workload(model, step, details)
 
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.06)
+    # fused=True: one kernel for all parameters instead of ~10 small ops per tensor; same for both
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.06, fused=True)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)

@@ -38,6 +38,9 @@ def register(subparsers) -> None:
                    help="also run this peer implementation and print the ratios")
     p.add_argument("--steps", type=_positive, default=5, help="timed steps; the median is reported (default: %(default)s)")
     p.add_argument("--warmup", type=_non_negative, default=2, help="untimed steps first (default: %(default)s)")
+    p.add_argument("--rounds", type=_positive, default=1,
+                   help="run each implementation this many times, alternating, and pool the steps "
+                   "(evens out a busy machine's varying load; default: %(default)s)")
     p.add_argument("--threads", type=_non_negative, default=0,
                    help="torch threads for every process (default: torch's default, %(default)s = auto)")
     p.add_argument("--time-steps", type=_positive, default=None, help="T (default: the task recipe's)")
@@ -73,6 +76,7 @@ def run(args) -> int:
         model=args.model, task=args.task, modes=modes, amp=args.amp, batch_size=args.batch_size,
         compare=tuple(dict.fromkeys(args.compare)), steps=args.steps, warmup=args.warmup, threads=args.threads,
         time_steps=args.time_steps, fold_bn=not args.no_fold_bn, channels_last=not args.no_channels_last,
+        rounds=args.rounds,
     )
     print(format_report(report))
     if args.json:

@@ -238,6 +238,16 @@ def _wait_for(predicate, timeout: float, what: str, process: subprocess.Popen):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _epoch_logged(home: Path) -> bool:
+    if not (home / "mlflow.db").exists():
+        return False
+    try:
+        client, runs = _runs(tracking.sqlite_uri(home / "mlflow.db"))
+    except Exception:  # the store is still being created by the driver
+        return False
+    return bool(runs) and bool(_steps(client, runs[0].info.run_id, schema.M_EPOCH))
+
+
 def test_driver_killed_with_sigkill_is_resumed_into_the_same_run(tmp_path):
     home = tmp_path / "home"
     args = ["--task", "cifar10", *TINY, "--epochs", "3", "--synthetic-size", "32", "--workers", "1"]
@@ -248,6 +258,9 @@ def test_driver_killed_with_sigkill_is_resumed_into_the_same_run(tmp_path):
     try:
         _wait_for(lambda: glob.glob(str(home / "ray_results" / "*" / "checkpoint_*" / STATE_FILE)), 600,
                   "the first checkpoint", driver)
+        # The files land before Ray registers the checkpoint; rank 0 logs an epoch to MLflow only
+        # once its checkpoint is registered, so that is the moment a resume must start from it.
+        _wait_for(lambda: _epoch_logged(home), 600, "the first epoch's metrics", driver)
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
     finally:

@@ -84,7 +84,8 @@ def register(subparsers) -> None:
 def overrides_from_args(args: argparse.Namespace) -> dict:
     from suite.errors import UsageError
 
-    values = {dest: getattr(args, dest) for dest, _, _ in VALUE_FLAGS.values()}
+    # getattr with a default: `suite tune` reuses this with a subset of the flags.
+    values = {dest: getattr(args, dest, None) for dest, _, _ in VALUE_FLAGS.values()}
     values["skip_corrupt"] = args.skip_corrupt
     values["download"] = args.download
     if args.data is not None and args.data_root is not None:

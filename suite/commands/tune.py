@@ -58,17 +58,9 @@ def register(subparsers) -> None:
 
 def base_overrides(args: argparse.Namespace) -> dict:
     """The `suite run` settings every trial shares, as given on the command line (None: unset)."""
-    from suite.commands.run import VALUE_FLAGS
-    from suite.errors import UsageError
+    from suite.commands.run import overrides_from_args
 
-    values = {dest: getattr(args, dest, None) for flag, (dest, _, _) in VALUE_FLAGS.items() if flag not in NOT_FOR_TUNE}
-    values["workers"] = args.workers_per_trial
-    values["skip_corrupt"] = args.skip_corrupt
-    values["download"] = args.download
-    if args.data is not None and args.data_root is not None:
-        raise UsageError("give either --data or --data-root, not both")
-    values["data"] = args.data if args.data is not None else args.data_root
-    return values
+    return {**overrides_from_args(args), "workers": args.workers_per_trial}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from suite.errors import DataNotFoundError
-from suite.task import Task, TaskConfig
+from suite.task import TaskConfig
 from tasks.aedat import read_aedat4_events, read_cifar10_dvs_aedat
+from tasks.event_task import EventTask
 from tasks.frame_cache import CACHE_PREFIX, SourceItem
 
 log = logging.getLogger(__name__)
@@ -77,14 +78,15 @@ def split_files(files: list[Path], split: str, train_ratio: float) -> list[Path]
     return ordered[:cut] if split == "train" else ordered[cut:]
 
 
-class Cifar10DVS(Task):
+class Cifar10DVS(EventTask):
     config = CONFIG
 
-    def is_available(self, data_root=None) -> bool:
-        try:
-            return find_layout(self.data_dir(data_root)) is not None
-        except DataNotFoundError:
-            return False
+    def find_layout(self, data_dir: Path) -> tuple[str, Path] | None:
+        return find_layout(data_dir)
+
+    def missing_data_hint(self, data_dir: Path) -> str:
+        archives = sorted(p.name for p in data_dir.glob("*.zip")) if data_dir.is_dir() else []
+        return f"found {', '.join(archives)}: extract them" if archives else "no class folders there"
 
     def source_items(self, layout: str, folder: Path, split: str) -> list[SourceItem]:
         suffix = LAYOUT_SUFFIX[layout]
@@ -101,38 +103,9 @@ class Cifar10DVS(Task):
             )
         return items
 
-    def download(self, data_dir: Path) -> None:
+    def fetch(self, data_dir: Path) -> None:
         """Fetch tonic's AEDAT 4.0 conversion into `data_dir/CIFAR10DVS/`."""
         import tonic
 
         log.info("downloading CIFAR10-DVS (tonic's AEDAT 4.0 conversion) into %s", data_dir)
-        try:
-            tonic.datasets.CIFAR10DVS(save_to=str(data_dir))
-        except Exception as err:  # network and archive errors come in many types
-            raise DataNotFoundError(f"task {self.name!r}: download into {data_dir} failed: {err}") from err
-
-    def build_real_dataset(self, split, *, data_root, protocol, time_steps, download, skip_corrupt, augment):
-        from tasks.event_dataset import build_frames_dataset
-
-        data_dir = self.data_dir(data_root)
-        found = find_layout(data_dir)
-        if found is None and download:
-            self.download(data_dir)
-            found = find_layout(data_dir)
-        if found is None:
-            archives = sorted(p.name for p in data_dir.glob("*.zip")) if data_dir.is_dir() else []
-            hint = f"found {', '.join(archives)}: extract them" if archives else "no class folders there"
-            raise self.missing_data_error(data_root, hint)
-        layout, folder = found
-        items = self.source_items(layout, folder, split)
-        if not items:
-            raise DataNotFoundError(f"task {self.name!r}: the {split} split is empty in {folder} ({layout} layout)")
-        log.info("%s %s: %s layout in %s, %d recordings", self.name, split, layout, folder, len(items))
-        return build_frames_dataset(
-            self.name, data_dir, layout, split, items,
-            time_steps=time_steps,
-            split_by=self.config.extra.get("split_by", "number"),
-            sensor_size=tuple(self.config.extra.get("sensor_size", self.config.input_shape[1:])),
-            skip_corrupt=skip_corrupt,
-            augment=augment,
-        )
+        tonic.datasets.CIFAR10DVS(save_to=str(data_dir))

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from suite.errors import CorruptDataError, DataNotFoundError
-from suite.task import Task, TaskConfig
+from suite.task import TaskConfig
 from tasks.aedat import read_aedat31_polarity
+from tasks.event_task import EventTask
 from tasks.events import make_events
 from tasks.frame_cache import SourceItem
 
@@ -112,11 +113,14 @@ def find_layout(data_dir: Path) -> tuple[str, Path] | None:
     return None
 
 
-class DVSGesture(Task):
+class DVSGesture(EventTask):
     config = CONFIG
 
-    def is_available(self, data_root=None) -> bool:
-        return find_layout(self.data_dir(data_root)) is not None
+    def find_layout(self, data_dir: Path) -> tuple[str, Path] | None:
+        return find_layout(data_dir)
+
+    def missing_data_hint(self, data_dir: Path) -> str:
+        return "neither the original release nor tonic's copy is there"
 
     def source_items(self, layout: str, folder: Path, split: str) -> list[SourceItem]:
         if layout == "ibm":
@@ -144,38 +148,10 @@ class DVSGesture(Task):
             items.append(SourceItem(key=recording.stem, paths=(str(recording), str(labels)), read=read_ibm_trial))
         return items
 
-    def download(self, data_dir: Path) -> None:
+    def fetch(self, data_dir: Path) -> None:
         """Fetch tonic's preprocessed copy (both splits) into `data_dir/DVSGesture/`."""
         import tonic
 
         log.info("downloading DVS128 Gesture (tonic's preprocessed copy) into %s", data_dir)
-        try:
-            for train in (True, False):
-                tonic.datasets.DVSGesture(save_to=str(data_dir), train=train)
-        except Exception as err:  # network and archive errors come in many types
-            raise DataNotFoundError(f"task {self.name!r}: download into {data_dir} failed: {err}") from err
-
-    def build_real_dataset(self, split, *, data_root, protocol, time_steps, download, skip_corrupt, augment):
-        from tasks.event_dataset import build_frames_dataset
-
-        data_dir = self.data_dir(data_root)
-        found = find_layout(data_dir)
-        if found is None and download:
-            self.download(data_dir)
-            found = find_layout(data_dir)
-        if found is None:
-            raise self.missing_data_error(data_root, "neither the original release nor tonic's copy is there")
-        layout, folder = found
-        items = self.source_items(layout, folder, split)
-        if not items:
-            raise DataNotFoundError(f"task {self.name!r}: the {split} split is empty: no recordings found for it "
-                                    f"in {folder} ({layout} layout)")
-        log.info("%s %s: %s layout in %s, %d source files", self.name, split, layout, folder, len(items))
-        return build_frames_dataset(
-            self.name, data_dir, layout, split, items,
-            time_steps=time_steps,
-            split_by=self.config.extra.get("split_by", "number"),
-            sensor_size=tuple(self.config.extra.get("sensor_size", self.config.input_shape[1:])),
-            skip_corrupt=skip_corrupt,
-            augment=augment,
-        )
+        for train in (True, False):
+            tonic.datasets.DVSGesture(save_to=str(data_dir), train=train)

@@ -21,7 +21,9 @@ from suite.leaderboard.collect import DEFAULT_PROTOCOL, CollectedRuns
 REAL = "real"
 # Per-run metrics averaged over the seeds of a config.
 MEAN_COLUMNS = ("top1_final", "top5", "sops_g", "energy_mj", "firing_rate", "params_m", "samples_per_s")
-ROW_COLUMNS = (
+# A ranked row's results in display order: the one list both the board rows and their CSV /
+# MLflow-table export are built from, so the two cannot drift apart.
+RESULT_COLUMNS = (
     "rank",
     "model",
     "time_steps",
@@ -36,11 +38,8 @@ ROW_COLUMNS = (
     "firing_rate",
     "samples_per_s",
     "epochs",
-    "data_kind",
-    "seeds",
-    "run_ids",
-    "config_key",
 )
+ROW_COLUMNS = (*RESULT_COLUMNS, "data_kind", "seeds", "run_ids", "config_key")
 # Means within this distance rank equal: float noise must not split a tie.
 TIE_TOLERANCE = 1e-9
 

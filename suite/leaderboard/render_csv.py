@@ -11,30 +11,11 @@ import io
 
 import pandas as pd
 
-from suite.leaderboard.boards import Board
+from suite.leaderboard.boards import RESULT_COLUMNS, Board
 from suite.leaderboard.formatting import integer, machine
 
-CSV_COLUMNS = (
-    "section",
-    "rank",
-    "model",
-    "time_steps",
-    "params_m",
-    "top1_mean",
-    "top1_std",
-    "top1_n",
-    "top1_final",
-    "top5",
-    "sops_g",
-    "energy_mj",
-    "firing_rate",
-    "samples_per_s",
-    "epochs",
-    "data",
-    "seeds",
-    "run_ids",
-    "source",
-)
+# `data` is the board's `data_kind` (real rows, synthetic rows, or "published" for the references).
+CSV_COLUMNS = ("section", *RESULT_COLUMNS, "data", "seeds", "run_ids", "source")
 SECTION_REAL, SECTION_REFERENCE, SECTION_SYNTHETIC = "real", "reference", "synthetic"
 
 

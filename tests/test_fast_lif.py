@@ -13,13 +13,18 @@ from suite.models import create_model
 from suite.models import lif_fused
 from suite.models.bn_lif_fused import batchnorm_lif
 from suite.models.fold import fold_batchnorm, folded_weight_and_bias
+from suite.models import lif_cpu
 from suite.models.lif_fused import KERNELS
 from suite.models.neuron import BACKENDS, LIF, lif_reference, resolve_backend
 
 
-@pytest.fixture(params=["eager", "compiled"])
+@pytest.fixture(params=["eager", "compiled", "native"])
 def kernel_mode(request, monkeypatch):
-    """Run the test with the eager kernels, then with the torch.compile'd ones (any size)."""
+    """Run the test with the eager torch kernels, the torch.compile'd ones (any size), and the
+    hand-written native CPU kernels."""
+    if request.param == "native" and not lif_cpu.available():
+        pytest.fail("the native CPU kernels did not build (see the warning logged by suite.models.lif_cpu)")
+    monkeypatch.setattr(KERNELS, "native_enabled", request.param == "native")
     monkeypatch.setattr(KERNELS, "compile_enabled", request.param == "compiled")
     monkeypatch.setattr(KERNELS, "compile_min_elements", 0)
     return request.param
@@ -118,6 +123,7 @@ def test_a_failing_compile_falls_back_to_the_eager_kernel(monkeypatch, caplog):
         return run
 
     monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(KERNELS, "native_enabled", False)
     monkeypatch.setattr(KERNELS, "_compiled", {})
     monkeypatch.setattr(KERNELS, "compile_enabled", True)
     monkeypatch.setattr(KERNELS, "compile_min_elements", 0)

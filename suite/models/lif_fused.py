@@ -11,11 +11,13 @@ BPTT recurrence of the reference graph, with hard reset to 0 and detach_reset:
 
 with dL/dv[T-1] = 0 and sg'(u) = alpha * sigmoid(alpha u) * (1 - sigmoid(alpha u)).
 
-Both kernels are plain tensor code over a [T, N] view, so torch.compile (inductor) can fuse each
-into a single loop over N; one compiled graph (dynamic N) serves every layer. Tensors under
-SUITE_LIF_COMPILE_MIN_ELEMENTS (default 2^20, so tiny test models never wait for a compiler) and
-any run where compiling fails (no C++ compiler, an unsupported platform) use the same code
-eagerly, still without per-step graphs. Set SUITE_LIF_COMPILE=0 to skip compiling altogether.
+On CPU (float32, bfloat16) both run as hand-written native kernels (suite/models/lif_cpu.py,
+compiled on first use). Elsewhere, or without a C++ compiler, they are the plain tensor code
+below over a [T, N] view, which torch.compile (inductor) fuses into a single loop over N; one
+compiled graph (dynamic N) serves every layer. Tensors under SUITE_LIF_COMPILE_MIN_ELEMENTS
+(default 2^20, so tiny test models never wait for a compiler) and any run where compiling fails
+use the same code eagerly, still without per-step graphs. Set SUITE_LIF_COMPILE=0 to skip
+compiling altogether, SUITE_NATIVE_KERNELS=0 to skip the native kernels.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Callable
 
 import torch
 
+from suite.models import lif_cpu
 from suite.models.neuron import BACKENDS
 from suite.models.spike_storage import mark_spikes
 
@@ -76,6 +79,7 @@ class _Kernels:
         self.compile_enabled = os.environ.get("SUITE_LIF_COMPILE", "1").lower() not in ("0", "false", "no", "off")
         # Below ~1M elements the eager kernels take about a millisecond per step.
         self.compile_min_elements = int(os.environ.get("SUITE_LIF_COMPILE_MIN_ELEMENTS", 1 << 20))
+        self.native_enabled = lif_cpu.enabled()  # hand-written CPU kernels (csrc/lif_cpu.cpp)
 
     def compiled(self, fn: Callable) -> Callable:
         with self._lock:
@@ -84,8 +88,11 @@ class _Kernels:
                 self._compiled[fn] = torch.compile(fn, dynamic=True)
             return self._compiled[fn]
 
-    def run(self, fn: Callable, x: torch.Tensor, *args, compile: bool | None = None):
-        """fn(x, *args), compiled when x is big enough (or when compile=True)."""
+    def run(self, fn: Callable, x: torch.Tensor, *args, compile: bool | None = None, native: bool = True):
+        """fn(x, *args): by its native CPU twin where there is one (and native=True), else
+        compiled when x is big enough (or when compile=True), else eagerly."""
+        if native and self.native_enabled and fn.__name__ in lif_cpu.NATIVE and lif_cpu.supports(x):
+            return lif_cpu.NATIVE[fn.__name__](x, *args)
         if compile is None:
             compile = self.compile_enabled and x.numel() >= self.compile_min_elements
         if not compile:

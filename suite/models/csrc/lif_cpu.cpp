@@ -1,0 +1,349 @@
+// Multi-step LIF kernels for CPU tensors: plain LIF and training-mode BatchNorm + LIF, forward
+// and backward, for float32 and bfloat16 storage (arithmetic always in float32, sums in double).
+//
+// Why hand-written: these layers are memory-bound elementwise passes over T time steps, and
+// torch.compile's code for them (a Welford reduction over a strided column, T unrolled with a
+// dynamic width) ran at 3-6 GB/s on a machine that copies at 24 GB/s. Here every pass streams
+// rows of a [T, R, J] array (time outermost, J contiguous columns) in column tiles that stay in
+// L1, and the inner loops are plain `omp simd` loops that the compiler vectorises.
+//
+// The arithmetic is the reference's, operation by operation (compiled with -ffp-contract=off so
+// no multiply-add is fused): y = z * scale + shift; h = v + (y - v) / tau; spike = h >= v_th;
+// v = spike ? 0 : h. Backward (BPTT with detach_reset; see suite/models/lif_fused.py):
+//   gh = g * (alpha * sg * (1 - sg)) + (spike ? 0 : gv);  dy = gh / tau;  gv = gh - dy
+// with sg = sigmoid(alpha * (h - v_th)), evaluated with a polynomial exp (about 1 ulp).
+//
+// Threads come from the caller (torch.get_num_threads()); the library links libgomp, which
+// resolves to the copy torch has already loaded, so both share one OpenMP runtime.
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <omp.h>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+constexpr int64_t kTile = 128;  // columns per tile: T * kTile floats of h stay in L1
+
+inline float load(const float* p, int64_t i) { return p[i]; }
+inline float load(const uint16_t* p, int64_t i) {
+  return __builtin_bit_cast(float, static_cast<uint32_t>(p[i]) << 16);
+}
+
+// f rounded to the nearest bfloat16 (ties to even), still as a float.
+inline float round_to_bf16(float f) {
+  uint32_t bits = __builtin_bit_cast(uint32_t, f);
+  uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;
+  return f != f ? f : __builtin_bit_cast(float, rounded);
+}
+
+// The plain LIF in bfloat16 rounds after every operation, as torch's bfloat16 tensor ops (and so
+// the reference backend and spikingjelly under autocast) do, so that its spikes are identical.
+// BatchNorm + LIF works in float32 throughout, like its torch twin in bn_lif_fused.py.
+template <bool kRound>
+inline float rounded(float f) {
+  if constexpr (kRound) return round_to_bf16(f);
+  return f;
+}
+
+inline void store(float* p, int64_t i, float f) { p[i] = f; }
+inline void store(uint16_t* p, int64_t i, float f) {  // round to nearest even, as torch does
+  uint32_t bits = __builtin_bit_cast(uint32_t, f);
+  uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+  p[i] = static_cast<uint16_t>(f != f ? 0x7FC0u : rounded);
+}
+
+// exp(x) by range reduction to [-ln2/2, ln2/2] and a degree-7 polynomial (Cephes' expf
+// coefficients); branch-free so that simd loops vectorise it.
+inline float exp_approx(float x) {
+  x = x > 88.0f ? 88.0f : x;
+  x = x < -87.0f ? -87.0f : x;
+  // k = round(x / ln2) by the 1.5 * 2^23 trick: floorf would not vectorise without -ffast-math
+  float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  float r = x - k * 0.693359375f;
+  r = r - k * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  return p * __builtin_bit_cast(float, (static_cast<int32_t>(k) + 127) << 23);  // p * 2^k
+}
+
+inline float surrogate_grad(float h, float v_th, float alpha) {
+  float sg = 1.0f / (1.0f + exp_approx(-(alpha * (h - v_th))));
+  return alpha * sg * (1.0f - sg);
+}
+
+// x / tau. When tau is a power of two, 1/tau is exact and x * (1/tau) rounds to the same float as
+// x / tau, at a fraction of a division's cost (divisions dominated the backward pass).
+struct DivideByTau {
+  float tau;
+  float operator()(float x) const { return x / tau; }
+};
+struct MultiplyByExactInverse {
+  float inverse;
+  float operator()(float x) const { return x * inverse; }
+};
+
+inline bool has_exact_inverse(float tau) {
+  int exponent;
+  return tau > 0.0f && std::isfinite(tau) && std::frexp(tau, &exponent) == 0.5f;
+}
+
+// Calls body(div) with the cheapest exact form of x / tau.
+template <class Body>
+void with_divider(float tau, Body body) {
+  if (has_exact_inverse(tau))
+    body(MultiplyByExactInverse{1.0f / tau});
+  else
+    body(DivideByTau{tau});
+}
+
+struct Affine {  // per-column y = z * scale + shift; absent (nullptr) for the plain LIF
+  const float* scale;
+  const float* shift;
+};
+
+// Work items are (row, column tile) pairs, numbered row-major, so that one long row (R = 1)
+// splits among threads as well as many short ones.
+inline int64_t tiles_per_row(int64_t J) { return (J + kTile - 1) / kTile; }
+
+// Spikes for work items [w0, w1) of a [T, R, J] input.
+template <typename S, bool kAffine, bool kCompact, class Div>
+void forward_items(const S* z, S* spikes, uint8_t* spikes_u8, Affine aff, int64_t T, int64_t R, int64_t J,
+                   int64_t w0, int64_t w1, Div div_tau, float v_th) {
+  constexpr bool kRound = !kAffine && std::is_same_v<S, uint16_t>;
+  float v[kTile];
+  const int64_t tiles = tiles_per_row(J);
+  for (int64_t w = w0; w < w1; ++w) {
+    {
+      const int64_t r = w / tiles, j0 = (w % tiles) * kTile;
+      const int64_t n = J - j0 < kTile ? J - j0 : kTile;
+      for (int64_t j = 0; j < n; ++j) v[j] = 0.0f;
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t base = (t * R + r) * J + j0;
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) {
+          float y = load(z, base + j);
+          if constexpr (kAffine) y = y * aff.scale[j0 + j] + aff.shift[j0 + j];
+          float h = rounded<kRound>(v[j] + rounded<kRound>(div_tau(rounded<kRound>(y - v[j]))));
+          bool fired = h >= v_th;
+          v[j] = fired ? 0.0f : h;
+          store(spikes, base + j, fired ? 1.0f : 0.0f);
+          if constexpr (kCompact) spikes_u8[base + j] = fired ? 1 : 0;
+        }
+      }
+    }
+  }
+}
+
+enum class Pass { kPlainGrad, kReduce, kBatchNormGrad };
+
+struct BackwardArgs {
+  Affine aff;
+  const float* mean;    // kReduce / kBatchNormGrad: per-column batch mean and 1/std
+  const float* invstd;
+  const float* c_bias;  // kBatchNormGrad: sum(dy)/n, sum(dy * x_hat)/n, weight * invstd
+  const float* c_weight;
+  const float* c_scale;
+  float tau, v_th, alpha;
+};
+
+// One backward pass over work items [w0, w1). h is recomputed from z, then BPTT runs from T-1 to 0.
+template <typename S, Pass P, class Div>
+void backward_items(const S* grad, const S* z, S* grad_z, double* sum_dy, double* sum_dy_xhat,
+                    const BackwardArgs& a, Div div_tau, int64_t T, int64_t R, int64_t J, int64_t w0, int64_t w1,
+                    float* hbuf) {
+  // Locals, not a's members: stores through grad_z could alias a float member and would force
+  // a reload per element, which stops vectorisation.
+  constexpr bool kRound = P == Pass::kPlainGrad && std::is_same_v<S, uint16_t>;  // h as forward had it
+  const float v_th = a.v_th, alpha = a.alpha;
+  const float *scale = a.aff.scale, *shift = a.aff.shift, *mean = a.mean, *invstd = a.invstd;
+  const float *c_bias = a.c_bias, *c_weight = a.c_weight, *c_scale = a.c_scale;
+  float v[kTile], gv[kTile];
+  const int64_t tiles = tiles_per_row(J);
+  for (int64_t w = w0; w < w1; ++w) {
+    {
+      const int64_t r = w / tiles, j0 = (w % tiles) * kTile;
+      const int64_t n = J - j0 < kTile ? J - j0 : kTile;
+      for (int64_t j = 0; j < n; ++j) v[j] = gv[j] = 0.0f;
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t base = (t * R + r) * J + j0;
+        float* h = hbuf + t * kTile;
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) {
+          float y = load(z, base + j);
+          if constexpr (P != Pass::kPlainGrad) y = y * scale[j0 + j] + shift[j0 + j];
+          float ht = rounded<kRound>(v[j] + rounded<kRound>(div_tau(rounded<kRound>(y - v[j]))));
+          h[j] = ht;
+          v[j] = ht >= v_th ? 0.0f : ht;
+        }
+      }
+      for (int64_t t = T - 1; t >= 0; --t) {
+        const int64_t base = (t * R + r) * J + j0;
+        const float* h = hbuf + t * kTile;
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) {
+          const float hj = h[j], carried = gv[j];  // loaded unconditionally: selects vectorise, branches do not
+          float gh = load(grad, base + j) * surrogate_grad(hj, v_th, alpha) + (hj >= v_th ? 0.0f : carried);
+          float dy = div_tau(gh);
+          gv[j] = gh - dy;
+          if constexpr (P == Pass::kPlainGrad) {
+            store(grad_z, base + j, dy);
+          } else {
+            const int64_t c = j0 + j;
+            float x_hat = (load(z, base + j) - mean[c]) * invstd[c];
+            if constexpr (P == Pass::kReduce) {
+              sum_dy[c] += dy;
+              sum_dy_xhat[c] += static_cast<double>(dy * x_hat);
+            } else {
+              store(grad_z, base + j, (dy - c_bias[c] - x_hat * c_weight[c]) * c_scale[c]);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Static split of R items among the threads of the enclosing parallel region.
+inline void my_share(int64_t R, int64_t* r0, int64_t* r1) {
+  const int64_t nt = omp_get_num_threads(), tid = omp_get_thread_num();
+  *r0 = R * tid / nt;
+  *r1 = R * (tid + 1) / nt;
+}
+
+template <typename S>
+void forward(const S* z, S* spikes, uint8_t* spikes_u8, const float* scale, const float* shift, int64_t T,
+             int64_t R, int64_t J, float tau, float v_th, int threads) {
+  with_divider(tau, [&](auto div) {
+#pragma omp parallel num_threads(threads)
+    {
+      int64_t w0, w1;
+      my_share(R * tiles_per_row(J), &w0, &w1);
+      const Affine aff{scale, shift};
+      if (scale && spikes_u8)
+        forward_items<S, true, true>(z, spikes, spikes_u8, aff, T, R, J, w0, w1, div, v_th);
+      else if (scale)
+        forward_items<S, true, false>(z, spikes, spikes_u8, aff, T, R, J, w0, w1, div, v_th);
+      else if (spikes_u8)
+        forward_items<S, false, true>(z, spikes, spikes_u8, aff, T, R, J, w0, w1, div, v_th);
+      else
+        forward_items<S, false, false>(z, spikes, spikes_u8, aff, T, R, J, w0, w1, div, v_th);
+    }
+  });
+}
+
+// Per-column sums of (z - pivot) and (z - pivot)^2 over all T*R rows, in double. The pivot (a
+// value of the column) keeps the variance E[d^2] - E[d]^2 free of cancellation.
+template <typename S>
+void column_moments(const S* z, const float* pivot, double* sum, double* sum_sq, int64_t rows, int64_t J,
+                    int threads) {
+  std::vector<double> acc(static_cast<size_t>(threads) * 2 * J, 0.0);
+#pragma omp parallel num_threads(threads)
+  {
+    int64_t r0, r1;
+    my_share(rows, &r0, &r1);
+    double* s1 = acc.data() + static_cast<int64_t>(omp_get_thread_num()) * 2 * J;
+    double* s2 = s1 + J;
+    for (int64_t r = r0; r < r1; ++r) {
+#pragma omp simd
+      for (int64_t j = 0; j < J; ++j) {
+        float d = load(z, r * J + j) - pivot[j];
+        s1[j] += d;
+        s2[j] += static_cast<double>(d) * d;
+      }
+    }
+  }
+  for (int64_t j = 0; j < J; ++j) sum[j] = sum_sq[j] = 0.0;
+  for (int tid = 0; tid < threads; ++tid) {
+    const double* s1 = acc.data() + static_cast<int64_t>(tid) * 2 * J;
+    for (int64_t j = 0; j < J; ++j) {
+      sum[j] += s1[j];
+      sum_sq[j] += s1[J + j];
+    }
+  }
+}
+
+template <typename S, Pass P>
+void backward(const S* grad, const S* z, S* grad_z, double* sum_dy, double* sum_dy_xhat, const BackwardArgs& a,
+              int64_t T, int64_t R, int64_t J, int threads) {
+  const bool reduce = P == Pass::kReduce;
+  std::vector<double> acc(reduce ? static_cast<size_t>(threads) * 2 * J : 0, 0.0);
+  with_divider(a.tau, [&](auto div) {
+#pragma omp parallel num_threads(threads)
+    {
+      int64_t w0, w1;
+      my_share(R * tiles_per_row(J), &w0, &w1);
+      std::vector<float> hbuf(static_cast<size_t>(T) * kTile);
+      double* s1 = reduce ? acc.data() + static_cast<int64_t>(omp_get_thread_num()) * 2 * J : nullptr;
+      backward_items<S, P>(grad, z, grad_z, s1, reduce ? s1 + J : nullptr, a, div, T, R, J, w0, w1, hbuf.data());
+    }
+  });
+  if (reduce) {
+    for (int64_t j = 0; j < J; ++j) sum_dy[j] = sum_dy_xhat[j] = 0.0;
+    for (int tid = 0; tid < threads; ++tid) {
+      const double* s1 = acc.data() + static_cast<int64_t>(tid) * 2 * J;
+      for (int64_t j = 0; j < J; ++j) {
+        sum_dy[j] += s1[j];
+        sum_dy_xhat[j] += s1[J + j];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+// The C ABI that suite/models/lif_cpu.py calls through ctypes; dtype 0 = float32, 1 = bfloat16
+// (tensors passed as raw pointers to contiguous [T, R, J] storage).
+extern "C" {
+
+int suite_lif_abi_version() { return 1; }
+
+void suite_lif_forward(int dtype, const void* z, void* spikes, uint8_t* spikes_u8, const float* scale,
+                       const float* shift, int64_t T, int64_t R, int64_t J, float tau, float v_th, int threads) {
+  if (dtype == 0)
+    forward(static_cast<const float*>(z), static_cast<float*>(spikes), spikes_u8, scale, shift, T, R, J, tau, v_th,
+            threads);
+  else
+    forward(static_cast<const uint16_t*>(z), static_cast<uint16_t*>(spikes), spikes_u8, scale, shift, T, R, J, tau,
+            v_th, threads);
+}
+
+void suite_column_moments(int dtype, const void* z, const float* pivot, double* sum, double* sum_sq, int64_t rows,
+                          int64_t J, int threads) {
+  if (dtype == 0)
+    column_moments(static_cast<const float*>(z), pivot, sum, sum_sq, rows, J, threads);
+  else
+    column_moments(static_cast<const uint16_t*>(z), pivot, sum, sum_sq, rows, J, threads);
+}
+
+// pass 0: plain LIF gradient into grad_z; 1: BatchNorm sums into sum_dy / sum_dy_xhat;
+// 2: BatchNorm input gradient into grad_z from the sums' coefficients.
+void suite_lif_backward(int dtype, int pass, const void* grad, const void* z, void* grad_z, double* sum_dy,
+                        double* sum_dy_xhat, const float* scale, const float* shift, const float* mean,
+                        const float* invstd, const float* c_bias, const float* c_weight, const float* c_scale,
+                        int64_t T, int64_t R, int64_t J, float tau, float v_th, float alpha, int threads) {
+  const BackwardArgs a{{scale, shift}, mean, invstd, c_bias, c_weight, c_scale, tau, v_th, alpha};
+#define SUITE_LIF_BACKWARD(S)                                                                                 \
+  do {                                                                                                         \
+    const S* g = static_cast<const S*>(grad);                                                                  \
+    const S* x = static_cast<const S*>(z);                                                                     \
+    S* gz = static_cast<S*>(grad_z);                                                                           \
+    if (pass == 0) backward<S, Pass::kPlainGrad>(g, x, gz, sum_dy, sum_dy_xhat, a, T, R, J, threads);          \
+    if (pass == 1) backward<S, Pass::kReduce>(g, x, gz, sum_dy, sum_dy_xhat, a, T, R, J, threads);             \
+    if (pass == 2) backward<S, Pass::kBatchNormGrad>(g, x, gz, sum_dy, sum_dy_xhat, a, T, R, J, threads);      \
+  } while (0)
+  if (dtype == 0)
+    SUITE_LIF_BACKWARD(float);
+  else
+    SUITE_LIF_BACKWARD(uint16_t);
+#undef SUITE_LIF_BACKWARD
+}
+
+}  // extern "C"

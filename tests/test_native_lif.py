@@ -1,0 +1,140 @@
+"""The hand-written CPU kernels (suite/models/csrc/lif_cpu.cpp) against the torch code they replace.
+
+tests/test_fast_lif.py runs the fused LIF and BatchNorm + LIF through all three kernel kinds
+(eager, compiled, native); this file covers what is particular to the native ones: bfloat16,
+layouts and sizes that exercise the tiling, tau that is not a power of two, threads, and the
+build: caching, and falling back to torch code when no compiler is there.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from suite.models import lif_cpu
+from suite.models.bn_lif_fused import bn_lif_backward_steps, bn_lif_forward_steps
+from suite.models.lif_fused import KERNELS, lif_fused, lif_forward_steps
+from suite.models.neuron import lif_reference
+
+pytestmark = pytest.mark.skipif(not lif_cpu.enabled(), reason="SUITE_NATIVE_KERNELS=0 in the environment")
+
+
+@pytest.fixture(autouse=True)
+def native_kernels(monkeypatch):
+    assert lif_cpu.available(), "the native CPU kernels did not build (see the warning from suite.models.lif_cpu)"
+    monkeypatch.setattr(KERNELS, "native_enabled", True)
+
+
+def currents(*shape, seed=0, dtype=torch.float32):
+    torch.manual_seed(seed)
+    return (torch.randn(*shape) * 1.5 + 0.6).to(dtype)
+
+
+@pytest.mark.parametrize("shape", [(4, 1, 1000), (5, 3, 129), (2, 7, 128, 3), (1, 1)])
+@pytest.mark.parametrize("tau", [2.0, 3.0])  # 3.0 takes the true-division path
+def test_native_lif_equals_reference_in_float32(shape, tau):
+    x = currents(*shape).requires_grad_(True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    spikes, expected = lif_fused(x, tau, 1.0, 4.0), lif_reference(x_ref, tau, 1.0, 4.0)
+    assert torch.equal(spikes, expected)
+    grad = torch.randn_like(spikes)
+    spikes.backward(grad)
+    expected.backward(grad)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_native_lif_in_bfloat16_rounds_like_torch_and_gives_the_reference_spikes():
+    x = currents(4, 3, 517, dtype=torch.bfloat16).requires_grad_(True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    spikes, expected = lif_fused(x, 2.0, 1.0, 4.0), lif_reference(x_ref, 2.0, 1.0, 4.0)
+    assert spikes.dtype == torch.bfloat16 and torch.equal(spikes, expected)
+    grad = torch.randn_like(spikes)
+    spikes.backward(grad)
+    expected.backward(grad)
+    # the native backward computes in float32, the reference in bfloat16 steps: about 1% apart
+    torch.testing.assert_close(x.grad.float(), x_ref.grad.float(), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(4, 300, 7, 1), (3, 5, 6, 50), (4, 2, 200, 1)])
+def test_native_batchnorm_lif_equals_its_torch_twin(dtype, shape):
+    torch.manual_seed(3)
+    z = (torch.randn(*shape) * 2 + 0.7).to(dtype)
+    C = shape[2]
+    weight, bias = torch.rand(C) + 1.0, torch.rand(C) + 0.5  # a fair share of neurons fires
+    spikes, mean, var = lif_cpu.native_bn_lif_forward_steps(z, weight, bias, 1e-5, 2.0, 1.0)
+    spikes_t, mean_t, var_t = bn_lif_forward_steps(z, weight, bias, 1e-5, 2.0, 1.0)
+    torch.testing.assert_close(mean, mean_t, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(var, var_t, rtol=1e-5, atol=1e-6)
+    assert spikes.dtype == dtype and (spikes != spikes_t).float().mean().item() < 1e-3  # threshold ties only
+    assert 0.05 < spikes.float().mean().item() < 0.95
+    grad = torch.randn(*shape).to(dtype)
+    invstd = torch.rsqrt(var_t + 1e-5)
+    native = lif_cpu.native_bn_lif_backward_steps(grad, z, mean_t, invstd, weight, bias, 2.0, 1.0, 4.0)
+    torch_twin = bn_lif_backward_steps(grad, z, mean_t, invstd, weight, bias, 2.0, 1.0, 4.0)
+    rtol = 1e-4 if dtype == torch.float32 else 1e-2  # bfloat16: one rounding of grad_z apart
+    for got, want in zip(native, torch_twin):
+        assert got.dtype == want.dtype
+        torch.testing.assert_close(got.float(), want.float(), rtol=rtol, atol=rtol)
+
+
+def test_native_statistics_survive_a_large_mean():
+    """The per-channel pivot keeps E[d^2] - E[d]^2 exact enough when mean >> std."""
+    z = torch.randn(4, 4096, 3, 1, dtype=torch.float64) * 0.01 + 1000.0
+    _, mean, var = lif_cpu.native_bn_lif_forward_steps(z.float(), torch.ones(3), torch.zeros(3), 1e-5, 2.0, 1.0)
+    ref_var, ref_mean = torch.var_mean(z.float().double(), dim=(0, 1, 3), correction=0)
+    torch.testing.assert_close(mean.double(), ref_mean, rtol=1e-7, atol=1e-5)
+    torch.testing.assert_close(var.double(), ref_var, rtol=1e-3, atol=1e-9)
+
+
+def test_native_kernels_give_the_same_results_with_one_or_two_threads():
+    z = currents(4, 64, 96, 1)
+    weight, bias = torch.rand(96) + 0.5, torch.randn(96) * 0.3
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            results.append(
+                (lif_cpu.native_lif_forward_steps(z.view(4, -1), 2.0, 1.0),
+                 *lif_cpu.native_bn_lif_forward_steps(z, weight, bias, 1e-5, 2.0, 1.0))
+            )
+    finally:
+        torch.set_num_threads(threads)
+    for one, two in zip(*results):
+        torch.testing.assert_close(one, two, rtol=1e-6, atol=1e-7)
+
+
+def test_the_library_is_built_once_and_then_loaded_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SUITE_KERNEL_CACHE", str(tmp_path))
+    first = lif_cpu._Library()
+    assert first.get() is not None
+    built = list(tmp_path.glob("lif_cpu-*.so"))
+    assert len(built) == 1 and not list(tmp_path.glob("*.so.tmp*"))
+    stamp = built[0].stat().st_mtime_ns
+    assert lif_cpu._Library().get() is not None
+    assert built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
+
+
+def test_without_a_compiler_the_torch_kernels_take_over(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("SUITE_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "no-such-compiler-xyz")
+    monkeypatch.setattr(lif_cpu, "LIBRARY", lif_cpu._Library())
+    x = currents(4, 100)
+    with caplog.at_level(logging.WARNING, logger="suite.models.lif_cpu"):
+        assert not lif_cpu.available()
+        spikes = KERNELS.run(lif_forward_steps, x, 2.0, 1.0)
+    assert "no-such-compiler-xyz" in caplog.text and "torch kernels" in caplog.text
+    assert torch.equal(spikes, lif_forward_steps(x, 2.0, 1.0))
+    assert not list(tmp_path.glob("*.so"))
+
+
+def test_a_compile_error_names_the_source_and_the_compiler_output(tmp_path, monkeypatch):
+    broken = tmp_path / "broken.cpp"
+    broken.write_text("this is not C++\n")
+    monkeypatch.setattr(lif_cpu, "SOURCE", broken)
+    with pytest.raises(lif_cpu.NativeKernelError, match="broken.cpp") as err:
+        lif_cpu.build(tmp_path / "out.so")
+    assert "error" in str(err.value) and not list(tmp_path.glob("*.so"))

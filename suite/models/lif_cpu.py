@@ -26,10 +26,12 @@ from pathlib import Path
 
 import torch
 
+from suite.models import spike_storage
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "lif_cpu.cpp"
-ABI_VERSION = 1
+ABI_VERSION = 2
 DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 # -ffp-contract=off: no fused multiply-adds, so every rounding matches the reference's separate ops.
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-std=c++17", "-fPIC", "-shared"]
@@ -42,10 +44,8 @@ _SIGNATURES = {
     "suite_lif_abi_version": ([], _int),
     "suite_lif_forward": ([_int, _c_ptr, _c_ptr, _c_ptr, _c_ptr, _c_ptr, _i64, _i64, _i64, _f32, _f32, _int], None),
     "suite_column_moments": ([_int, _c_ptr, _c_ptr, _c_ptr, _c_ptr, _i64, _i64, _int], None),
-    "suite_lif_backward": (
-        [_int, _int] + [_c_ptr] * 12 + [_i64, _i64, _i64, _f32, _f32, _f32, _int],
-        None,
-    ),
+    "suite_lif_backward": ([_int, _int] + [_c_ptr] * 9 + [_i64, _i64, _i64, _f32, _f32, _f32, _int], None),
+    "suite_batchnorm_input_grad": ([_int] + [_c_ptr] * 7 + [_i64, _i64, _int], None),
 }
 
 
@@ -167,19 +167,20 @@ def _threads() -> int:
 def _forward(z: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None, R: int, J: int,
              tau: float, v_threshold: float) -> torch.Tensor:
     spikes = torch.empty_like(z)
+    # under compact_saved_spikes the same pass writes the uint8 copy that backward will keep
+    compact = torch.empty_like(z, dtype=torch.uint8) if spike_storage.wants_compact(z) else None
     LIBRARY.get().suite_lif_forward(
-        DTYPES[z.dtype], _ptr(z), _ptr(spikes), None, _ptr(scale), _ptr(shift),
+        DTYPES[z.dtype], _ptr(z), _ptr(spikes), _ptr(compact), _ptr(scale), _ptr(shift),
         z.shape[0], R, J, tau, v_threshold, _threads(),
     )
-    return spikes
+    return spike_storage.mark_spikes(spikes, compact) if compact is not None else spikes
 
 
-def _backward(pass_: int, grad: torch.Tensor, z: torch.Tensor, R: int, J: int, tau: float, v_threshold: float,
-              alpha: float, grad_z=None, sums=(None, None), affine=(None, None), stats=(None, None),
-              coefficients=(None, None, None)) -> None:
+def _backward(pass_: int, grad: torch.Tensor, z: torch.Tensor, grad_z: torch.Tensor, R: int, J: int, tau: float,
+              v_threshold: float, alpha: float, sums=(None, None), affine=(None, None), stats=(None, None)) -> None:
     LIBRARY.get().suite_lif_backward(
         DTYPES[z.dtype], pass_, _ptr(grad), _ptr(z), _ptr(grad_z), *map(_ptr, sums), *map(_ptr, affine),
-        *map(_ptr, stats), *map(_ptr, coefficients), z.shape[0], R, J, tau, v_threshold, alpha, _threads(),
+        *map(_ptr, stats), z.shape[0], R, J, tau, v_threshold, alpha, _threads(),
     )
 
 
@@ -194,7 +195,7 @@ def native_lif_backward_steps(grad_spikes, x, tau: float, v_threshold: float, al
     x = x.contiguous()
     grad = grad_spikes.to(x.dtype).contiguous()
     grad_x = torch.empty_like(x)
-    _backward(0, grad, x, 1, x[0].numel(), tau, v_threshold, alpha, grad_z=grad_x)
+    _backward(0, grad, x, grad_x, 1, x[0].numel(), tau, v_threshold, alpha)
     return grad_x
 
 
@@ -240,13 +241,14 @@ def native_bn_lif_backward_steps(grad_spikes, z, mean, invstd, weight, bias, tau
     affine = (_per_column(scale, K), _per_column(shift, K))
     stats = (_per_column(mean, K), _per_column(invstd, K))
     sums = torch.empty(2, J, dtype=torch.float64)
-    _backward(1, grad, z, P, J, tau, v_threshold, alpha, sums=(sums[0], sums[1]), affine=affine, stats=stats)
+    grad_z = torch.empty_like(z)  # first dL/dy, then, in place, dL/dz
+    _backward(1, grad, z, grad_z, P, J, tau, v_threshold, alpha, sums=(sums[0], sums[1]), affine=affine, stats=stats)
     grad_bias, grad_weight = sums.view(2, C, K).sum(2).float().unbind(0)
     n = T * P * K
-    coefficients = tuple(_per_column(c, K) for c in (grad_bias / n, grad_weight / n, scale))
-    grad_z = torch.empty_like(z)
-    _backward(2, grad, z, P, J, tau, v_threshold, alpha, grad_z=grad_z, affine=affine, stats=stats,
-              coefficients=coefficients)
+    coefficients = [_per_column(c, K) for c in (grad_bias / n, grad_weight / n, scale)]
+    LIBRARY.get().suite_batchnorm_input_grad(
+        DTYPES[z.dtype], _ptr(grad_z), _ptr(z), *map(_ptr, stats), *map(_ptr, coefficients), T * P, J, _threads()
+    )
     return grad_z, grad_weight, grad_bias
 
 

@@ -142,15 +142,16 @@ void forward_items(const S* z, S* spikes, uint8_t* spikes_u8, Affine aff, int64_
   }
 }
 
-enum class Pass { kPlainGrad, kReduce, kBatchNormGrad };
+// kPlainGrad: the LIF's input gradient. kReduce: the gradient dy of BatchNorm's output, plus the
+// per-column sums of dy and dy * x_hat that BatchNorm's input gradient needs. Both write their
+// result into grad_z; batchnorm_input_grad then turns dy into dL/dz in place, a streaming pass,
+// instead of recomputing the BPTT (the exp and divisions made that pass compute-bound).
+enum class Pass { kPlainGrad, kReduce };
 
 struct BackwardArgs {
   Affine aff;
-  const float* mean;    // kReduce / kBatchNormGrad: per-column batch mean and 1/std
+  const float* mean;  // kReduce: per-column batch mean and 1/std
   const float* invstd;
-  const float* c_bias;  // kBatchNormGrad: sum(dy)/n, sum(dy * x_hat)/n, weight * invstd
-  const float* c_weight;
-  const float* c_scale;
   float tau, v_th, alpha;
 };
 
@@ -164,7 +165,6 @@ void backward_items(const S* grad, const S* z, S* grad_z, double* sum_dy, double
   constexpr bool kRound = P == Pass::kPlainGrad && std::is_same_v<S, uint16_t>;  // h as forward had it
   const float v_th = a.v_th, alpha = a.alpha;
   const float *scale = a.aff.scale, *shift = a.aff.shift, *mean = a.mean, *invstd = a.invstd;
-  const float *c_bias = a.c_bias, *c_weight = a.c_weight, *c_scale = a.c_scale;
   float v[kTile], gv[kTile];
   const int64_t tiles = tiles_per_row(J);
   for (int64_t w = w0; w < w1; ++w) {
@@ -193,17 +193,12 @@ void backward_items(const S* grad, const S* z, S* grad_z, double* sum_dy, double
           float gh = load(grad, base + j) * surrogate_grad(hj, v_th, alpha) + (hj >= v_th ? 0.0f : carried);
           float dy = div_tau(gh);
           gv[j] = gh - dy;
-          if constexpr (P == Pass::kPlainGrad) {
-            store(grad_z, base + j, dy);
-          } else {
+          store(grad_z, base + j, dy);  // bfloat16 storage rounds dy once more than the torch twin does
+          if constexpr (P == Pass::kReduce) {  // sums of the unrounded dy: exact weight and bias gradients
             const int64_t c = j0 + j;
             float x_hat = (load(z, base + j) - mean[c]) * invstd[c];
-            if constexpr (P == Pass::kReduce) {
-              sum_dy[c] += dy;
-              sum_dy_xhat[c] += static_cast<double>(dy * x_hat);
-            } else {
-              store(grad_z, base + j, (dy - c_bias[c] - x_hat * c_weight[c]) * c_scale[c]);
-            }
+            sum_dy[c] += dy;
+            sum_dy_xhat[c] += static_cast<double>(dy * x_hat);
           }
         }
       }
@@ -297,13 +292,31 @@ void backward(const S* grad, const S* z, S* grad_z, double* sum_dy, double* sum_
   }
 }
 
+// grad_z holds dy on entry and dL/dz on return: (dy - sum(dy)/n - x_hat * sum(dy x_hat)/n) * gamma/std.
+template <typename S>
+void batchnorm_input_grad(S* grad_z, const S* z, const float* mean, const float* invstd, const float* c_bias,
+                          const float* c_weight, const float* c_scale, int64_t rows, int64_t J, int threads) {
+#pragma omp parallel num_threads(threads)
+  {
+    int64_t r0, r1;
+    my_share(rows, &r0, &r1);
+    for (int64_t r = r0; r < r1; ++r) {
+#pragma omp simd
+      for (int64_t j = 0; j < J; ++j) {
+        const float x_hat = (load(z, r * J + j) - mean[j]) * invstd[j];
+        store(grad_z, r * J + j, (load(grad_z, r * J + j) - c_bias[j] - x_hat * c_weight[j]) * c_scale[j]);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 // The C ABI that suite/models/lif_cpu.py calls through ctypes; dtype 0 = float32, 1 = bfloat16
 // (tensors passed as raw pointers to contiguous [T, R, J] storage).
 extern "C" {
 
-int suite_lif_abi_version() { return 1; }
+int suite_lif_abi_version() { return 2; }
 
 void suite_lif_forward(int dtype, const void* z, void* spikes, uint8_t* spikes_u8, const float* scale,
                        const float* shift, int64_t T, int64_t R, int64_t J, float tau, float v_th, int threads) {
@@ -323,13 +336,13 @@ void suite_column_moments(int dtype, const void* z, const float* pivot, double* 
     column_moments(static_cast<const uint16_t*>(z), pivot, sum, sum_sq, rows, J, threads);
 }
 
-// pass 0: plain LIF gradient into grad_z; 1: BatchNorm sums into sum_dy / sum_dy_xhat;
-// 2: BatchNorm input gradient into grad_z from the sums' coefficients.
+// pass 0: plain LIF input gradient into grad_z; 1: BatchNorm's output gradient dy into grad_z and
+// its sums into sum_dy / sum_dy_xhat (scale, shift, mean, invstd per column).
 void suite_lif_backward(int dtype, int pass, const void* grad, const void* z, void* grad_z, double* sum_dy,
                         double* sum_dy_xhat, const float* scale, const float* shift, const float* mean,
-                        const float* invstd, const float* c_bias, const float* c_weight, const float* c_scale,
-                        int64_t T, int64_t R, int64_t J, float tau, float v_th, float alpha, int threads) {
-  const BackwardArgs a{{scale, shift}, mean, invstd, c_bias, c_weight, c_scale, tau, v_th, alpha};
+                        const float* invstd, int64_t T, int64_t R, int64_t J, float tau, float v_th, float alpha,
+                        int threads) {
+  const BackwardArgs a{{scale, shift}, mean, invstd, tau, v_th, alpha};
 #define SUITE_LIF_BACKWARD(S)                                                                                 \
   do {                                                                                                         \
     const S* g = static_cast<const S*>(grad);                                                                  \
@@ -337,13 +350,23 @@ void suite_lif_backward(int dtype, int pass, const void* grad, const void* z, vo
     S* gz = static_cast<S*>(grad_z);                                                                           \
     if (pass == 0) backward<S, Pass::kPlainGrad>(g, x, gz, sum_dy, sum_dy_xhat, a, T, R, J, threads);          \
     if (pass == 1) backward<S, Pass::kReduce>(g, x, gz, sum_dy, sum_dy_xhat, a, T, R, J, threads);             \
-    if (pass == 2) backward<S, Pass::kBatchNormGrad>(g, x, gz, sum_dy, sum_dy_xhat, a, T, R, J, threads);      \
   } while (0)
   if (dtype == 0)
     SUITE_LIF_BACKWARD(float);
   else
     SUITE_LIF_BACKWARD(uint16_t);
 #undef SUITE_LIF_BACKWARD
+}
+
+void suite_batchnorm_input_grad(int dtype, void* grad_z, const void* z, const float* mean, const float* invstd,
+                                const float* c_bias, const float* c_weight, const float* c_scale, int64_t rows,
+                                int64_t J, int threads) {
+  if (dtype == 0)
+    batchnorm_input_grad(static_cast<float*>(grad_z), static_cast<const float*>(z), mean, invstd, c_bias, c_weight,
+                         c_scale, rows, J, threads);
+  else
+    batchnorm_input_grad(static_cast<uint16_t*>(grad_z), static_cast<const uint16_t*>(z), mean, invstd, c_bias,
+                         c_weight, c_scale, rows, J, threads);
 }
 
 }  // extern "C"

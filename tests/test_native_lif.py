@@ -138,3 +138,32 @@ def test_a_compile_error_names_the_source_and_the_compiler_output(tmp_path, monk
     with pytest.raises(lif_cpu.NativeKernelError, match="broken.cpp") as err:
         lif_cpu.build(tmp_path / "out.so")
     assert "error" in str(err.value) and not list(tmp_path.glob("*.so"))
+
+
+def test_the_uint8_copy_written_by_the_forward_is_what_backward_keeps(monkeypatch):
+    from suite.models import spike_storage
+
+    monkeypatch.setattr(spike_storage, "MIN_ELEMENTS", 0)
+    x = currents(4, 2, 6, 5, 5).requires_grad_(True)
+    with spike_storage.compact_saved_spikes():
+        spikes = lif_fused(x, 2.0, 1.0, 4.0)
+    view = spikes.flatten(0, 1)  # what the next conv would save
+    twin = spike_storage._twin_view(view)
+    assert twin is not None and twin.dtype == torch.uint8 and twin.shape == view.shape
+    assert torch.equal(twin.float(), view.detach())
+    packed = spike_storage._pack(view)
+    assert packed[2].data_ptr() == twin.data_ptr()  # no second conversion
+    assert torch.equal(spike_storage._unpack(packed), view)
+    with torch.no_grad():
+        spikes[0, 0, 0, 0, 0] = 1.0 - spikes[0, 0, 0, 0, 0]  # modified after the forward: the copy is stale
+    assert spike_storage._twin_view(view) is None
+    assert torch.equal(spike_storage._unpack(spike_storage._pack(view)), view)
+
+
+def test_no_uint8_copy_is_written_outside_training():
+    from suite.models import spike_storage
+
+    x = currents(4, 100_000)
+    with torch.no_grad():
+        spikes = lif_fused(x, 2.0, 1.0, 4.0)
+    assert spike_storage._twin_view(spikes) is None

@@ -20,8 +20,10 @@ outputs (P = B, K = H*W) without copies.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from suite.models import lif_cpu
 from suite.models.lif_fused import KERNELS, lif_fused
 from suite.models.neuron import LIF, resolve_backend
 from suite.models.spike_storage import mark_spikes
@@ -76,8 +78,13 @@ def bn_lif_backward_steps(grad_spikes, z, mean, invstd, weight, bias, tau: float
 
 
 class BatchNormLIFFunction(torch.autograd.Function):
+    """LIF(BN(z + pre_bias)). A per-channel pre_bias (the bias of the Linear before the BN) shifts
+    the batch mean by exactly itself and cancels in the normalised output, so the kernels never
+    add it: it only enters the returned mean (for the running statistics) and gets its gradient,
+    the channel sums of dL/dz, as the Linear's own backward would give it."""
+
     @staticmethod
-    def forward(ctx, z, weight, bias, eps: float, tau: float, v_threshold: float, alpha: float):
+    def forward(ctx, z, weight, bias, pre_bias, eps: float, tau: float, v_threshold: float, alpha: float):
         # detach: torch.compile treats Parameters' shapes as static and guards on a view's base,
         # either of which would recompile per layer
         z, weight, bias = z.detach(), weight.detach(), bias.detach()
@@ -85,6 +92,8 @@ class BatchNormLIFFunction(torch.autograd.Function):
         invstd = torch.rsqrt(var + eps)
         ctx.save_for_backward(z, mean, invstd, weight, bias)
         ctx.params = (tau, v_threshold, alpha)
+        if pre_bias is not None:
+            mean = mean + pre_bias.detach().float()
         ctx.mark_non_differentiable(mean, var)
         return mark_spikes(spikes), mean, var
 
@@ -94,7 +103,8 @@ class BatchNormLIFFunction(torch.autograd.Function):
         grad_z, grad_weight, grad_bias = KERNELS.run(
             bn_lif_backward_steps, grad_spikes.contiguous().detach(), z, mean, invstd, weight, bias, *ctx.params
         )
-        return grad_z, grad_weight, grad_bias, None, None, None, None
+        grad_pre_bias = grad_z.sum(dim=(0, 1, 3), dtype=torch.float32) if ctx.needs_input_grad[3] else None
+        return grad_z, grad_weight, grad_bias, grad_pre_bias, None, None, None, None
 
 
 def _update_running_stats(bn: nn.modules.batchnorm._BatchNorm, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
@@ -120,19 +130,25 @@ def can_fuse(bn: nn.Module, lif: LIF, z: torch.Tensor) -> bool:
     )
 
 
-def batchnorm_lif(bn: nn.modules.batchnorm._BatchNorm, lif: LIF, z4: torch.Tensor) -> torch.Tensor:
-    """LIF(BatchNorm(z)) for z4 = [T, P, C, K] (channel at dim 2); returns spikes shaped like z4."""
+def batchnorm_lif(
+    bn: nn.modules.batchnorm._BatchNorm, lif: LIF, z4: torch.Tensor, pre_bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """LIF(BatchNorm(z + pre_bias)) for z4 = [T, P, C, K] (channel at dim 2; pre_bias [C] or None);
+    returns spikes shaped like z4."""
     n = z4.numel() // z4.shape[2]
     if n <= 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got input of size {tuple(z4.shape)}")
     params = (bn.eps, lif.tau, lif.v_threshold)
-    if torch.is_grad_enabled() and (z4.requires_grad or bn.weight.requires_grad or bn.bias.requires_grad):
-        spikes, mean, var = BatchNormLIFFunction.apply(z4, bn.weight, bn.bias, *params, lif.alpha)
+    inputs = (z4, bn.weight, bn.bias) + ((pre_bias,) if pre_bias is not None else ())
+    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        spikes, mean, var = BatchNormLIFFunction.apply(z4, bn.weight, bn.bias, pre_bias, *params, lif.alpha)
     else:
         with torch.no_grad():
             spikes, mean, var = KERNELS.run(
                 bn_lif_forward_steps, z4.detach(), bn.weight.detach(), bn.bias.detach(), *params
             )
+            if pre_bias is not None:
+                mean = mean + pre_bias.float()
     _update_running_stats(bn, mean.detach(), var.detach(), n)
     return spikes
 
@@ -151,8 +167,52 @@ def conv_bn_lif(bn: nn.Module, lif: LIF, z: torch.Tensor, time_steps: int) -> to
     return spikes.view(time_steps, B, C, H, W)
 
 
-def linear_bn_lif(bn: nn.Module, lif: LIF, z: torch.Tensor) -> torch.Tensor:
-    """Spikes of LIF(BN over the last dim(z)) for a token tensor z [T, B, N, D]."""
+def observed(*modules: nn.Module) -> bool:
+    """Whether hooks (a metrics monitor) expect these modules to be called; the fused paths below
+    compute their work without calling them, so they step aside then."""
+    from torch.nn.modules import module as torch_module
+
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
+def inference_affine(bias: torch.Tensor | None, bn: nn.Module, features: int):
+    """(scale, shift) with BN(z + bias) == z * scale + shift, for an eval-mode BN or an Identity
+    (a BN already folded into the layer), in float32; None when bn is neither."""
+    shift = bias.detach().float() if bias is not None else torch.zeros(features)
+    if isinstance(bn, nn.Identity):
+        return torch.ones_like(shift), shift
+    if isinstance(bn, nn.modules.batchnorm._BatchNorm) and not bn.training and bn.track_running_stats:
+        scale = torch.rsqrt(bn.running_var.float() + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight.detach().float()
+        beta = bn.bias.detach().float() if bn.bias is not None else torch.zeros_like(scale)
+        return scale, (shift - bn.running_mean.float()) * scale + beta
+    return None
+
+
+def linear_bn_lif(linear: nn.Linear, bn: nn.Module, lif: LIF, x: torch.Tensor) -> torch.Tensor:
+    """Spikes of LIF(BN over the last dim(linear(x))) for tokens x [T, B, N, D_in].
+
+    Fast paths (when no hooks watch the modules): in training, the Linear runs without its bias,
+    which BatchNormLIFFunction accounts for (no broadcast copy of the bias into every output);
+    in inference on CPU, the bias and the BN's affine map go into the native LIF kernel's pass.
+    """
+    fused_lif = resolve_backend(lif.backend, x.device) is lif_fused
+    if linear.bias is not None and fused_lif and not observed(linear, bn, lif):
+        if can_fuse(bn, lif, x):
+            z = F.linear(x, linear.weight)
+            T, D = z.shape[0], z.shape[-1]
+            return batchnorm_lif(bn, lif, z.reshape(T, -1, D, 1), pre_bias=linear.bias).view(z.shape)
+        grad_needed = torch.is_grad_enabled() and (x.requires_grad or linear.weight.requires_grad)
+        affine = None if grad_needed else inference_affine(linear.bias, bn, linear.out_features)
+        if affine is not None:
+            z = F.linear(x, linear.weight)
+            if lif_cpu.supports(z) and KERNELS.native_enabled:
+                return lif_cpu.native_affine_lif_forward(z, *affine, lif.tau, lif.v_threshold)
+            return lif(z * affine[0].to(z.dtype) + affine[1].to(z.dtype))
+    z = linear(x)
     if not can_fuse(bn, lif, z):
         y = bn(z.reshape(-1, z.shape[-1])).view(z.shape)
         return lif(y)

@@ -199,6 +199,16 @@ def native_lif_backward_steps(grad_spikes, x, tau: float, v_threshold: float, al
     return grad_x
 
 
+def native_affine_lif_forward(z: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, tau: float,
+                              v_threshold: float) -> torch.Tensor:
+    """Spikes of the LIF on z * scale + shift (per last-dim feature, float32 arithmetic), in
+    one pass: inference's Linear bias and eval-mode BatchNorm without a pass of their own."""
+    z = z.contiguous()
+    D = z.shape[-1]
+    spikes = _forward(z, _f32(scale), _f32(shift), z[0].numel() // D, D, tau, v_threshold)
+    return spikes
+
+
 def _per_column(per_channel: torch.Tensor, K: int) -> torch.Tensor:
     """A [C] vector repeated for the K columns of each channel in a [C, K] row."""
     return per_channel.contiguous() if K == 1 else per_channel.repeat_interleave(K)

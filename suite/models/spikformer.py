@@ -91,7 +91,7 @@ class LinearBNLIF(nn.Module):
         self.lif = LIF(v_threshold=v_threshold, backend=backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear_bn_lif(self.bn, self.lif, self.linear(x))  # BN over D_out of [T, B, N, D_out]
+        return linear_bn_lif(self.linear, self.bn, self.lif, x)  # BN over D_out of [T, B, N, D_out]
 
 
 class AttentionProduct(nn.Module):

@@ -74,6 +74,8 @@ def _train(settings: RunSettings, config: dict, rank: int, world_size: int, devi
 
     _seed_everything(settings.seed)  # the same initial weights on every rank
     bare = create_model(settings.model, **task.model_kwargs(settings.time_steps))
+    # channels-last convolutions: oneDNN/cuDNN's fast layout, and what the fused BN+LIF reads without a copy
+    bare = bare.to(memory_format=torch.channels_last)
     n_params = sum(p.numel() for p in bare.parameters())
     model = ray.train.torch.prepare_model(bare) if world_size > 1 else bare.to(device)
     bare = bare.to(device)
@@ -219,7 +221,8 @@ def _adamw(model: torch.nn.Module, settings: RunSettings) -> torch.optim.AdamW:
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=settings.lr)
+    # fused: one kernel over all tensors instead of a dozen small ops per tensor (CPU and CUDA)
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=settings.lr, fused=True)
 
 
 def _seed_everything(seed: int) -> None:

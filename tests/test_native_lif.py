@@ -134,7 +134,7 @@ def test_without_a_compiler_the_torch_kernels_take_over(tmp_path, monkeypatch, c
 def test_a_compile_error_names_the_source_and_the_compiler_output(tmp_path, monkeypatch):
     broken = tmp_path / "broken.cpp"
     broken.write_text("this is not C++\n")
-    monkeypatch.setattr(lif_cpu, "SOURCE", broken)
+    monkeypatch.setattr(lif_cpu, "SOURCES", [broken])
     with pytest.raises(lif_cpu.NativeKernelError, match="broken.cpp") as err:
         lif_cpu.build(tmp_path / "out.so")
     assert "error" in str(err.value) and not list(tmp_path.glob("*.so"))

@@ -1,6 +1,7 @@
-"""Native CPU kernels for the fused LIF and BatchNorm + LIF (source: csrc/lif_cpu.cpp).
+"""Native CPU kernels for the fused LIF and BatchNorm + LIF (csrc/lif_cpu.cpp) and the spike
+max-pool (csrc/maxpool_cpu.cpp, used by suite.models.spike_pool).
 
-The C++ file is compiled on first use with the system C++ compiler (about a second) into a
+The C++ files are compiled on first use with the system C++ compiler (about a second) into a
 per-machine cache and called through ctypes on the tensors' memory: no torch headers, no Python
 extension build. Each `native_*` function here takes and returns what its reference twin in
 lif_fused.py / bn_lif_fused.py does (same name without `native_`), so `KERNELS.run` can swap one
@@ -30,8 +31,10 @@ from suite.models import spike_storage
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("csrc") / "lif_cpu.cpp"
-ABI_VERSION = 2
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = [CSRC / "lif_cpu.cpp", CSRC / "maxpool_cpu.cpp"]
+HEADERS = [CSRC / "storage.h"]
+ABI_VERSION = 3
 DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 # -ffp-contract=off: no fused multiply-adds, so every rounding matches the reference's separate ops.
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-std=c++17", "-fPIC", "-shared"]
@@ -46,6 +49,8 @@ _SIGNATURES = {
     "suite_column_moments": ([_int, _c_ptr, _c_ptr, _c_ptr, _c_ptr, _i64, _i64, _int], None),
     "suite_lif_backward": ([_int, _int] + [_c_ptr] * 9 + [_i64, _i64, _i64, _f32, _f32, _f32, _int], None),
     "suite_batchnorm_input_grad": ([_int] + [_c_ptr] * 7 + [_i64, _i64, _int], None),
+    "suite_maxpool_forward": ([_int, _c_ptr, _c_ptr, _c_ptr] + [_i64] * 9 + [_int], None),
+    "suite_maxpool_backward": ([_int, _c_ptr, _int, _c_ptr, _c_ptr] + [_i64] * 9 + [_int], None),
 }
 
 
@@ -87,23 +92,22 @@ def library_path() -> Path:
     """Where the build for this source, compiler, flags and CPU lives (built if missing)."""
     cxx = _compiler()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
-    key = hashlib.sha256(
-        "\n".join([SOURCE.read_text(), cxx, version, " ".join(FLAGS), _cpu_signature()]).encode()
-    ).hexdigest()[:16]
+    texts = [f.read_text() for f in (*SOURCES, *HEADERS)]
+    key = hashlib.sha256("\n".join([*texts, cxx, version, " ".join(FLAGS), _cpu_signature()]).encode()).hexdigest()[:16]
     return cache_dir() / f"lif_cpu-{key}.so"
 
 
 def build(target: Path) -> None:
-    """Compile SOURCE into `target`, atomically: concurrent processes (Ray workers) may race."""
+    """Compile SOURCES into `target`, atomically: concurrent processes (Ray workers) may race."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
-    cmd = [_compiler(), *FLAGS, str(SOURCE), "-o", tmp]
+    cmd = [_compiler(), *FLAGS, *map(str, SOURCES), "-o", tmp]
     log.info("compiling the native LIF kernels: %s", " ".join(cmd))
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         os.unlink(tmp)
-        raise NativeKernelError(f"compiling {SOURCE} failed ({' '.join(cmd)}):\n{done.stderr.strip()[-2000:]}")
+        raise NativeKernelError(f"compiling {', '.join(f.name for f in SOURCES)} failed ({' '.join(cmd)}):\n{done.stderr.strip()[-2000:]}")
     os.replace(tmp, target)
 
 

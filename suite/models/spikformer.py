@@ -15,6 +15,7 @@ from torch import nn
 
 from suite.models.bn_lif_fused import conv_bn_lif, linear_bn_lif
 from suite.models.neuron import LIF
+from suite.models.spike_pool import SpikeMaxPool2d
 from suite.models.spike_storage import compact_saved_spikes
 
 STEM_POOLS = {  # which of the four SPS stages end with a max-pool
@@ -53,7 +54,7 @@ class ConvBNLIF(nn.Module):
         self.conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(c_out)
         self.lif = LIF(backend=backend)
-        self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if pool else nn.Identity()
+        self.pool = SpikeMaxPool2d(kernel_size=3, stride=2, padding=1) if pool else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B = x.shape[:2]

@@ -23,37 +23,11 @@
 #include <type_traits>
 #include <vector>
 
+#include "storage.h"
+
 namespace {
 
 constexpr int64_t kTile = 128;  // columns per tile: T * kTile floats of h stay in L1
-
-inline float load(const float* p, int64_t i) { return p[i]; }
-inline float load(const uint16_t* p, int64_t i) {
-  return __builtin_bit_cast(float, static_cast<uint32_t>(p[i]) << 16);
-}
-
-// f rounded to the nearest bfloat16 (ties to even), still as a float.
-inline float round_to_bf16(float f) {
-  uint32_t bits = __builtin_bit_cast(uint32_t, f);
-  uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;
-  return f != f ? f : __builtin_bit_cast(float, rounded);
-}
-
-// The plain LIF in bfloat16 rounds after every operation, as torch's bfloat16 tensor ops (and so
-// the reference backend and spikingjelly under autocast) do, so that its spikes are identical.
-// BatchNorm + LIF works in float32 throughout, like its torch twin in bn_lif_fused.py.
-template <bool kRound>
-inline float rounded(float f) {
-  if constexpr (kRound) return round_to_bf16(f);
-  return f;
-}
-
-inline void store(float* p, int64_t i, float f) { p[i] = f; }
-inline void store(uint16_t* p, int64_t i, float f) {  // round to nearest even, as torch does
-  uint32_t bits = __builtin_bit_cast(uint32_t, f);
-  uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
-  p[i] = static_cast<uint16_t>(f != f ? 0x7FC0u : rounded);
-}
 
 // exp(x) by range reduction to [-ln2/2, ln2/2] and a degree-7 polynomial (Cephes' expf
 // coefficients); branch-free so that simd loops vectorise it.
@@ -206,12 +180,6 @@ void backward_items(const S* grad, const S* z, S* grad_z, double* sum_dy, double
   }
 }
 
-// Static split of R items among the threads of the enclosing parallel region.
-inline void my_share(int64_t R, int64_t* r0, int64_t* r1) {
-  const int64_t nt = omp_get_num_threads(), tid = omp_get_thread_num();
-  *r0 = R * tid / nt;
-  *r1 = R * (tid + 1) / nt;
-}
 
 template <typename S>
 void forward(const S* z, S* spikes, uint8_t* spikes_u8, const float* scale, const float* shift, int64_t T,
@@ -316,7 +284,7 @@ void batchnorm_input_grad(S* grad_z, const S* z, const float* mean, const float*
 // (tensors passed as raw pointers to contiguous [T, R, J] storage).
 extern "C" {
 
-int suite_lif_abi_version() { return 2; }
+int suite_lif_abi_version() { return 3; }
 
 void suite_lif_forward(int dtype, const void* z, void* spikes, uint8_t* spikes_u8, const float* scale,
                        const float* shift, int64_t T, int64_t R, int64_t J, float tau, float v_th, int threads) {

@@ -23,7 +23,10 @@ EPILOG = """\
 examples:
   python -m suite run --task cifar10 --model spikformer-2-64 --data synthetic --epochs 2 --workers 2
   python -m suite run --task cifar10 --data ~/datasets --download
-  python -m suite run --resume 0123abcd...   (continue a run whose driver died)
+  python -m suite run --resume 0123abcd...   (continue a run whose driver died or was stopped)
+
+stopping: Ctrl-C, `kill PID` (SIGTERM) and `suite jobs stop` end the MLflow run KILLED and keep its
+checkpoints for --resume; the exit status is 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM).
 
 cluster: --address HOST:PORT joins a Ray cluster; with Ray's token auth export RAY_AUTH_MODE=token
 and RAY_AUTH_TOKEN first. A worker that dies is restarted from the last epoch's checkpoint up to
@@ -95,6 +98,30 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from suite.engine.stop_signals import RunInterrupted
+
+    try:
+        return _run(args)
+    except RunInterrupted as stop:
+        log.warning(stopped_line(stop))
+        return stop.exit_code
+
+
+def stopped_line(stop, resume: str | None = None) -> str:
+    """The last line of a run stopped by Ctrl-C or SIGTERM: what became of it, how to go on."""
+    from suite.tracking import default_tracking_uri
+
+    if stop.run_id is None:
+        return f"stopped by {stop.signal_name} before the MLflow run was created"
+    if stop.run_status == "FINISHED":
+        return f"stopped by {stop.signal_name} after training ended: MLflow run {stop.run_id} is FINISHED"
+    resume = resume or f"python -m suite run --resume {stop.run_id}"
+    if stop.tracking_uri and stop.tracking_uri != default_tracking_uri():
+        resume += f" --tracking-uri {stop.tracking_uri}"
+    return f"stopped by {stop.signal_name}: MLflow run {stop.run_id} is {stop.run_status}; continue it with: {resume}"
+
+
+def _run(args: argparse.Namespace) -> int:
     from suite.errors import UsageError
 
     overrides = overrides_from_args(args)

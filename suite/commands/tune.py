@@ -23,6 +23,9 @@ examples:
       --samples 8 --param lr=loguniform:1e-4:1e-2 --param time_steps=choice:2,4
   python -m suite tune --resume sweep-0123abcd...   (continue an interrupted sweep)
   python -m suite submit --address http://HEAD:8265 --tracking-uri http://MLFLOW:5000 -- tune --task ...
+
+stopping: Ctrl-C, `kill PID` (SIGTERM) and `suite jobs stop` stop a sweep gracefully: Tune saves it,
+its runs end KILLED and --resume continues it; the exit status is 130 (Ctrl-C) or 143 (SIGTERM).
 """
 
 # `suite run` flags that `suite tune` does not take as such.
@@ -64,6 +67,19 @@ def base_overrides(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from suite.commands.run import stopped_line
+    from suite.engine.stop_signals import RunInterrupted
+
+    try:
+        return _run(args)
+    except RunInterrupted as stop:  # stopped before Tune's own graceful stop could take over
+        log.warning(stopped_line(stop, resume=f"python -m suite tune --resume sweep-{stop.run_id}"))
+        return stop.exit_code
+
+
+def _run(args: argparse.Namespace) -> int:
+    import signal
+
     from suite.errors import UsageError
     from suite.tune.report import summary
 
@@ -83,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         outcome = _start(spec)
         param_names = list(spec.space)
     print(summary(outcome, param_names), flush=True)
-    return 130 if outcome.interrupted else 0
+    # 128 + the signal number, as `suite run` (130: Ctrl-C, 143: SIGTERM)
+    return 128 + (outcome.stop_signal or signal.SIGINT) if outcome.interrupted else 0
 
 
 def build_spec(args: argparse.Namespace):

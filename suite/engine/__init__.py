@@ -7,6 +7,7 @@
 - schedule.py    cosine-with-warm-up LR; mixing.py mixup/cutmix; checkpoint.py save/load
 - run_logger.py  what rank 0 logs to MLflow; progress.py progress bars; hooks.py crash test hook
 - ray_session.py embedded local Ray or a cluster
+- stop_signals.py Ctrl-C and SIGTERM stop a run alike (MLflow KILLED, exit 128 + signal)
 
 Heavy modules (ray, mlflow, torch) are imported by the submodules, not here.
 """

@@ -6,6 +6,10 @@ tags record the Ray address). Each fresh run gets a Ray run name containing its 
 it can never silently resume an older run; `--resume RUN_ID` reuses the stored name and storage
 folder, and Ray Train then restores the latest committed checkpoint.
 
+Ctrl-C and SIGTERM (`kill`, `suite jobs stop`) take one path (`_stoppable`, `stop_signals.py`):
+the MLflow run ends KILLED, Ray Train is aborted and Ray shut down, the registered checkpoints
+stay for `--resume`, and the CLI exits 128 + the signal number.
+
 `build_trainer` is the reusable part: `suite tune` builds one TorchTrainer per trial with it.
 """
 
@@ -15,9 +19,10 @@ import logging
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import yaml
 
@@ -25,6 +30,7 @@ from suite import __version__, schema, tracking
 from suite.engine.config import RunSettings
 from suite.engine.hooks import CRASH_ENV
 from suite.engine.ray_session import RaySession, auto_cpus_per_worker, check_resources, enable_train_v2, start_ray
+from suite.engine.stop_signals import stop_signals_interrupt
 from suite.errors import SuiteError, UsageError
 
 log = logging.getLogger(__name__)
@@ -32,6 +38,7 @@ log = logging.getLogger(__name__)
 CONFIG_ARTIFACT = "config.yaml"
 CHECKPOINTS_TO_KEEP = 2  # best two by top-1; Ray always keeps the latest as well
 FORWARDED_ENV_PREFIXES = ("MLFLOW_TRACKING_", "MLFLOW_SYSTEM_METRICS_")
+ABORT_TIMEOUT_S = 10.0  # Ray Train's abort (workers stopped, its run state ABORTED) takes about 1 s
 
 
 @dataclass
@@ -100,7 +107,12 @@ def build_trainer(
 
 
 def trainer_class(embedded: bool):
-    """TorchTrainer; for an embedded Ray, one without the placement-group cleaner actor.
+    """A TorchTrainer that leaves stop signals to the driver; for an embedded Ray, also one
+    without the placement-group cleaner actor.
+
+    Ray Train's own Ctrl-C handler aborts the run and then calls `sys.exit(0)`, which skips the
+    driver's interrupt handling (the MLflow run would stay RUNNING); instead the trainer keeps
+    its controller so that `_fit` can abort it after `stop_signals_interrupt` raised.
 
     The cleaner removes a run's placement group if its controller dies while the cluster lives
     on. An embedded Ray dies with its driver, so it has nothing to do there, and it cannot work:
@@ -109,14 +121,20 @@ def trainer_class(embedded: bool):
     """
     from ray.train.torch import TorchTrainer
 
+    class SuiteTorchTrainer(TorchTrainer):
+        controller = None  # the TrainController actor while `fit` runs in the main thread
+
+        def _register_sigint_handler(self, controller):
+            self.controller = controller
+
     if not embedded:
-        return TorchTrainer
+        return SuiteTorchTrainer
     try:
         from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
     except ImportError:  # a Ray without the cleaner
-        return TorchTrainer
+        return SuiteTorchTrainer
 
-    class EmbeddedTorchTrainer(TorchTrainer):
+    class EmbeddedTorchTrainer(SuiteTorchTrainer):
         def _create_default_callbacks(self):
             callbacks = super()._create_default_callbacks()
             return [cb for cb in callbacks if not isinstance(cb, PlacementGroupCleanerCallback)]
@@ -203,22 +221,20 @@ def start_run(settings: RunSettings) -> RunOutcome:
     """A fresh `suite run`: preflight, Ray, a new MLflow run, training. Returns the outcome."""
     preflight(settings)
     session = start_ray(settings.address)
-    try:
+    with _stoppable(session, settings.tracking_uri) as run:
         settings = _with_cpus(settings, session)
         tags = run_tags(settings, session)
         run_name = f"{settings.task}-{settings.model}-T{settings.time_steps}-s{settings.seed}"
-        run_id = tracking.create_run(settings.tracking_uri, settings.experiment, run_name=run_name, tags=tags,
+        run.id = tracking.create_run(settings.tracking_uri, settings.experiment, run_name=run_name, tags=tags,
                                      params=settings.to_dict())
-        ray_run_name = f"suite-{run_id}"
+        ray_run_name = f"suite-{run.id}"
         storage = tracking.ray_storage_dir()
         client = tracking.client(settings.tracking_uri)
-        client.set_tag(run_id, tracking.TAG_RAY_RUN_NAME, ray_run_name)
-        client.set_tag(run_id, tracking.TAG_RAY_STORAGE, str(storage))
-        client.log_text(run_id, settings.to_yaml(), CONFIG_ARTIFACT)
-        log.info("MLflow run %s in %s; Ray run %s", run_id, settings.tracking_uri, storage / ray_run_name)
-        return _fit(settings, run_id, ray_run_name, storage, session.embedded)
-    finally:
-        session.close()
+        client.set_tag(run.id, tracking.TAG_RAY_RUN_NAME, ray_run_name)
+        client.set_tag(run.id, tracking.TAG_RAY_STORAGE, str(storage))
+        client.log_text(run.id, settings.to_yaml(), CONFIG_ARTIFACT)
+        log.info("MLflow run %s in %s; Ray run %s", run.id, settings.tracking_uri, storage / ray_run_name)
+        return _fit(settings, run.id, ray_run_name, storage, session.embedded)
 
 
 def resume_run(run_id: str, tracking_uri: str, address: str | None) -> RunOutcome:
@@ -241,14 +257,58 @@ def resume_run(run_id: str, tracking_uri: str, address: str | None) -> RunOutcom
     settings = _stored_settings(tracking_uri, run_id)
     settings = replace(settings, tracking_uri=tracking_uri, address=address)
     session = start_ray(address)
-    try:
+    with _stoppable(session, tracking_uri) as stoppable:
         settings = _with_cpus(settings, session, keep=True)
+        stoppable.id = run_id
         tracking.reopen_run(tracking_uri, run_id)
         tracking.client(tracking_uri).set_tag(run_id, schema.TAG_RAY_ADDRESS, run_tags(settings, session)[schema.TAG_RAY_ADDRESS])
         log.info("resuming MLflow run %s from Ray run %s", run_id, Path(storage) / ray_run_name)
         return _fit(settings, run_id, ray_run_name, Path(storage), session.embedded)
-    finally:
-        session.close()
+
+
+@dataclass
+class _RunRef:
+    id: str | None = None  # the MLflow run, once the driver has created or reopened it
+
+
+@contextmanager
+def _stoppable(session: RaySession, tracking_uri: str) -> Iterator[_RunRef]:
+    """The driver's body: Ctrl-C and SIGTERM end its run KILLED; Ray is closed on every way out.
+
+    Signals become `RunInterrupted` only from here on, after `start_ray`: `ray.init` installs a
+    SIGTERM handler of its own (`sys.exit`), which is restored afterwards. They stay caught during
+    the clean-up, so that a repeated signal cannot cut it short. The run's status is set before
+    Ray is shut down (a job stopped by Ray's Jobs API is SIGKILLed 3 s after its SIGTERM) and
+    again after it, because a worker torn down mid-epoch ends the run FAILED on its way out.
+    """
+    run = _RunRef()
+    with stop_signals_interrupt() as received:
+        try:
+            try:
+                yield run
+            except KeyboardInterrupt:
+                if run.id is not None:
+                    _mark_killed(tracking_uri, run.id)
+                raise
+            finally:
+                session.close()
+        except KeyboardInterrupt as err:
+            stop = received.interrupt(err)
+            stop.run_id, stop.tracking_uri = run.id, tracking_uri  # for the CLI's last line
+            stop.run_status = _mark_killed(tracking_uri, run.id) if run.id is not None else None
+            if stop is err:
+                raise
+            raise stop from None  # Ray's plain KeyboardInterrupt stands for our signal
+
+
+def _mark_killed(tracking_uri: str, run_id: str) -> str:
+    """KILLED, unless training got to the end (FINISHED) before the signal. Returns the status."""
+    client = tracking.client(tracking_uri)
+    status = client.get_run(run_id).info.status
+    if status in ("KILLED", "FINISHED"):
+        return status
+    client.set_terminated(run_id, "KILLED")
+    return "KILLED"
 
 
 def _stored_settings(tracking_uri: str, run_id: str) -> RunSettings:
@@ -283,8 +343,9 @@ def _fit(settings: RunSettings, run_id: str, ray_run_name: str, storage: Path, e
     start = time.perf_counter()
     try:
         result = trainer.fit()
-    except KeyboardInterrupt:
-        tracking.mark_status(settings.tracking_uri, run_id, "KILLED")
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (stop_signals_interrupt)
+        _mark_killed(settings.tracking_uri, run_id)  # first: a stopped Ray job has 3 s before SIGKILL
+        _abort(trainer)
         raise
     except Exception as err:
         root = _root_cause(err)
@@ -304,6 +365,24 @@ def _fit(settings: RunSettings, run_id: str, ray_run_name: str, storage: Path, e
         seconds=time.perf_counter() - start,
         ray_run_dir=str(storage / ray_run_name),
     )
+
+
+def _abort(trainer) -> None:
+    """Stop the run's Ray Train controller and its workers, as Ray Train's own Ctrl-C handler does.
+
+    Best effort, with a time limit: shutting down the driver's Ray tears them down in any case.
+    """
+    controller = getattr(trainer, "controller", None)
+    if controller is None:
+        return
+    import ray
+
+    started = time.perf_counter()
+    try:
+        ray.get(controller.abort.remote(), timeout=ABORT_TIMEOUT_S)
+    except Exception as err:  # the controller exits while aborting (RayActorError), or is gone already
+        log.debug("aborting the Ray Train controller: %s: %s", type(err).__name__, err)
+    log.debug("Ray Train controller aborted in %.1f s", time.perf_counter() - started)
 
 
 def _root_cause(err: BaseException) -> BaseException:

@@ -75,6 +75,7 @@ class SweepOutcome:
     best_metrics: dict[str, Any]
     best_command: str | None
     trials: list[dict[str, Any]]  # one row per trial for the summary table
+    stop_signal: int | None = None  # SIGTERM when that stopped the sweep (Ctrl-C: None; Tune handles it)
 
 
 def check_spec(spec: SweepSpec) -> None:
@@ -293,19 +294,30 @@ def resume_sweep(sweep: str, tracking_uri: str, address: str | None) -> SweepOut
 
 
 def _fit(tuner, spec: SweepSpec, parent: str) -> SweepOutcome:
+    """Run the Tuner; Ctrl-C and SIGTERM alike stop it gracefully (Tune saves the experiment,
+    every trial run ends KILLED), which `--resume` continues."""
+    from suite.engine.stop_signals import sigterm_like_sigint
+
     uri = spec.base_settings["tracking_uri"]
-    try:
-        results = tuner.fit()
-    except KeyboardInterrupt:
-        tracking.mark_status(uri, parent, "KILLED")
-        raise
-    except Exception as err:
-        tracking.mark_failed(uri, parent, err, "".join(traceback.format_exception(err)))
-        raise SuiteError(
-            f"the sweep failed: {type(err).__name__}: {err} (MLflow run {parent} is FAILED; its error.txt has "
-            "the traceback)"
-        ) from err
-    return finish_sweep(results, spec, parent)
+    with sigterm_like_sigint() as received:
+        try:
+            results = tuner.fit()
+        except KeyboardInterrupt as err:  # a signal before Tune's loop took over, or a second one
+            tracking.mark_status(uri, parent, "KILLED")
+            stop = received.interrupt(err)
+            stop.run_id, stop.run_status, stop.tracking_uri = parent, "KILLED", uri
+            if stop is err:
+                raise
+            raise stop from None
+        except Exception as err:
+            tracking.mark_failed(uri, parent, err, "".join(traceback.format_exception(err)))
+            raise SuiteError(
+                f"the sweep failed: {type(err).__name__}: {err} (MLflow run {parent} is FAILED; its error.txt has "
+                "the traceback)"
+            ) from err
+    outcome = finish_sweep(results, spec, parent)
+    outcome.stop_signal = received.signum
+    return outcome
 
 
 def finish_sweep(results, spec: SweepSpec, parent: str) -> SweepOutcome:

@@ -49,8 +49,11 @@ def bn_lif_forward_steps(z, weight, bias, eps: float, tau: float, v_threshold: f
     return torch.stack(spikes), mean, var
 
 
-def bn_lif_backward_steps(grad_spikes, z, mean, invstd, weight, bias, tau: float, v_threshold: float, alpha: float):
-    """(dL/dz, dL/dgamma, dL/dbeta) from dL/ds, recomputing y and h from z as forward did."""
+def bn_lif_backward_steps(
+    grad_spikes, z, mean, invstd, weight, bias, tau: float, v_threshold: float, alpha: float, channel_sums: bool = False
+):
+    """(dL/dz, dL/dgamma, dL/dbeta, channel sums of dL/dz or None) from dL/ds, recomputing y and
+    h from z as forward did. The sums are the gradient of a bias added before the BN."""
     zf = z.float()
     scale, shift = _affine(weight, bias, mean, invstd)
     v = torch.zeros_like(zf[0])
@@ -74,7 +77,8 @@ def bn_lif_backward_steps(grad_spikes, z, mean, invstd, weight, bias, tau: float
     grad_z = (dy - (grad_bias / n).view(1, 1, -1, 1) - x_hat * (grad_weight / n).view(1, 1, -1, 1)) * (
         invstd * weight
     ).view(1, 1, -1, 1)
-    return grad_z.to(z.dtype), grad_weight, grad_bias
+    grad_z = grad_z.to(z.dtype)
+    return grad_z, grad_weight, grad_bias, grad_z.sum(dim=(0, 1, 3), dtype=torch.float32) if channel_sums else None
 
 
 class BatchNormLIFFunction(torch.autograd.Function):
@@ -100,10 +104,10 @@ class BatchNormLIFFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes, _grad_mean, _grad_var):
         z, mean, invstd, weight, bias = ctx.saved_tensors
-        grad_z, grad_weight, grad_bias = KERNELS.run(
-            bn_lif_backward_steps, grad_spikes.contiguous().detach(), z, mean, invstd, weight, bias, *ctx.params
+        grad_z, grad_weight, grad_bias, grad_pre_bias = KERNELS.run(
+            bn_lif_backward_steps, grad_spikes.contiguous().detach(), z, mean, invstd, weight, bias, *ctx.params,
+            ctx.needs_input_grad[3],
         )
-        grad_pre_bias = grad_z.sum(dim=(0, 1, 3), dtype=torch.float32) if ctx.needs_input_grad[3] else None
         return grad_z, grad_weight, grad_bias, grad_pre_bias, None, None, None, None
 
 

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = [CSRC / "lif_cpu.cpp", CSRC / "maxpool_cpu.cpp"]
 HEADERS = [CSRC / "storage.h"]
-ABI_VERSION = 3
+ABI_VERSION = 4
 DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 # -ffp-contract=off: no fused multiply-adds, so every rounding matches the reference's separate ops.
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-std=c++17", "-fPIC", "-shared"]
@@ -48,7 +48,7 @@ _SIGNATURES = {
     "suite_lif_forward": ([_int, _c_ptr, _c_ptr, _c_ptr, _c_ptr, _c_ptr, _i64, _i64, _i64, _f32, _f32, _int], None),
     "suite_column_moments": ([_int, _c_ptr, _c_ptr, _c_ptr, _c_ptr, _i64, _i64, _int], None),
     "suite_lif_backward": ([_int, _int] + [_c_ptr] * 9 + [_i64, _i64, _i64, _f32, _f32, _f32, _int], None),
-    "suite_batchnorm_input_grad": ([_int] + [_c_ptr] * 7 + [_i64, _i64, _int], None),
+    "suite_batchnorm_input_grad": ([_int] + [_c_ptr] * 8 + [_i64, _i64, _int], None),
     "suite_maxpool_forward": ([_int, _c_ptr, _c_ptr, _c_ptr] + [_i64] * 9 + [_int], None),
     "suite_maxpool_backward": ([_int, _c_ptr, _int, _c_ptr, _c_ptr] + [_i64] * 9 + [_int], None),
 }
@@ -244,8 +244,9 @@ def native_bn_lif_forward_steps(z, weight, bias, eps: float, tau: float, v_thres
 
 
 def native_bn_lif_backward_steps(grad_spikes, z, mean, invstd, weight, bias, tau: float, v_threshold: float,
-                                 alpha: float):
-    """(dL/dz, dL/dgamma, dL/dbeta) from dL/ds, z [T, P, C, K] and the forward's statistics."""
+                                 alpha: float, channel_sums: bool = False):
+    """(dL/dz, dL/dgamma, dL/dbeta, channel sums of dL/dz or None) from dL/ds, z [T, P, C, K] and
+    the forward's statistics."""
     T, P, C, K = z.shape
     z = z.contiguous()
     grad = grad_spikes.to(z.dtype).contiguous()
@@ -260,10 +261,13 @@ def native_bn_lif_backward_steps(grad_spikes, z, mean, invstd, weight, bias, tau
     grad_bias, grad_weight = sums.view(2, C, K).sum(2).float().unbind(0)
     n = T * P * K
     coefficients = [_per_column(c, K) for c in (grad_bias / n, grad_weight / n, scale)]
+    column_sums = torch.empty(J, dtype=torch.float64) if channel_sums else None
     LIBRARY.get().suite_batchnorm_input_grad(
-        DTYPES[z.dtype], _ptr(grad_z), _ptr(z), *map(_ptr, stats), *map(_ptr, coefficients), T * P, J, _threads()
+        DTYPES[z.dtype], _ptr(grad_z), _ptr(z), *map(_ptr, stats), *map(_ptr, coefficients), _ptr(column_sums),
+        T * P, J, _threads(),
     )
-    return grad_z, grad_weight, grad_bias
+    sums = column_sums.view(C, K).sum(1).float() if channel_sums else None
+    return grad_z, grad_weight, grad_bias, sums
 
 
 # The torch kernel each native one replaces, by name (KERNELS.run looks them up).

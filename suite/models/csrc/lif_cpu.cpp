@@ -261,20 +261,40 @@ void backward(const S* grad, const S* z, S* grad_z, double* sum_dy, double* sum_
 }
 
 // grad_z holds dy on entry and dL/dz on return: (dy - sum(dy)/n - x_hat * sum(dy x_hat)/n) * gamma/std.
+// With column_sums, also the per-column sums of dL/dz (the gradient of a bias added before the BN).
 template <typename S>
 void batchnorm_input_grad(S* grad_z, const S* z, const float* mean, const float* invstd, const float* c_bias,
-                          const float* c_weight, const float* c_scale, int64_t rows, int64_t J, int threads) {
+                          const float* c_weight, const float* c_scale, double* column_sums, int64_t rows, int64_t J,
+                          int threads) {
+  std::vector<double> acc(column_sums ? static_cast<size_t>(threads) * J : 0, 0.0);
 #pragma omp parallel num_threads(threads)
   {
     int64_t r0, r1;
     my_share(rows, &r0, &r1);
+    double* sums = column_sums ? acc.data() + static_cast<int64_t>(omp_get_thread_num()) * J : nullptr;
     for (int64_t r = r0; r < r1; ++r) {
+      if (sums) {
 #pragma omp simd
-      for (int64_t j = 0; j < J; ++j) {
-        const float x_hat = (load(z, r * J + j) - mean[j]) * invstd[j];
-        store(grad_z, r * J + j, (load(grad_z, r * J + j) - c_bias[j] - x_hat * c_weight[j]) * c_scale[j]);
+        for (int64_t j = 0; j < J; ++j) {
+          const float x_hat = (load(z, r * J + j) - mean[j]) * invstd[j];
+          const float g = rounded<std::is_same_v<S, uint16_t>>(
+              (load(grad_z, r * J + j) - c_bias[j] - x_hat * c_weight[j]) * c_scale[j]);
+          store(grad_z, r * J + j, g);
+          sums[j] += g;
+        }
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < J; ++j) {
+          const float x_hat = (load(z, r * J + j) - mean[j]) * invstd[j];
+          store(grad_z, r * J + j, (load(grad_z, r * J + j) - c_bias[j] - x_hat * c_weight[j]) * c_scale[j]);
+        }
       }
     }
+  }
+  if (column_sums) {
+    for (int64_t j = 0; j < J; ++j) column_sums[j] = 0.0;
+    for (int tid = 0; tid < threads; ++tid)
+      for (int64_t j = 0; j < J; ++j) column_sums[j] += acc[static_cast<size_t>(tid) * J + j];
   }
 }
 
@@ -284,7 +304,7 @@ void batchnorm_input_grad(S* grad_z, const S* z, const float* mean, const float*
 // (tensors passed as raw pointers to contiguous [T, R, J] storage).
 extern "C" {
 
-int suite_lif_abi_version() { return 3; }
+int suite_lif_abi_version() { return 4; }
 
 void suite_lif_forward(int dtype, const void* z, void* spikes, uint8_t* spikes_u8, const float* scale,
                        const float* shift, int64_t T, int64_t R, int64_t J, float tau, float v_th, int threads) {
@@ -327,14 +347,14 @@ void suite_lif_backward(int dtype, int pass, const void* grad, const void* z, vo
 }
 
 void suite_batchnorm_input_grad(int dtype, void* grad_z, const void* z, const float* mean, const float* invstd,
-                                const float* c_bias, const float* c_weight, const float* c_scale, int64_t rows,
-                                int64_t J, int threads) {
+                                const float* c_bias, const float* c_weight, const float* c_scale, double* column_sums,
+                                int64_t rows, int64_t J, int threads) {
   if (dtype == 0)
     batchnorm_input_grad(static_cast<float*>(grad_z), static_cast<const float*>(z), mean, invstd, c_bias, c_weight,
-                         c_scale, rows, J, threads);
+                         c_scale, column_sums, rows, J, threads);
   else
     batchnorm_input_grad(static_cast<uint16_t*>(grad_z), static_cast<const uint16_t*>(z), mean, invstd, c_bias,
-                         c_weight, c_scale, rows, J, threads);
+                         c_weight, c_scale, column_sums, rows, J, threads);
 }
 
 }  // extern "C"

@@ -34,11 +34,13 @@ void window_max(const X* x, const PoolShape& q, int64_t n, int64_t oh, int64_t o
     for (int64_t kw = 0; kw < q.k; ++kw) {
       const int64_t iw = q.row_begin(ow) + kw;
       if (iw < 0 || iw >= q.W) continue;
-      const X* px = x + ((n * q.H + ih) * q.W + iw) * C;
+      // __restrict: uint8 input may alias anything (char type), which would stop vectorisation
+      const X* __restrict px = x + ((n * q.H + ih) * q.W + iw) * C;
+      float* __restrict mm = m;
 #pragma omp simd
       for (int64_t c = 0; c < C; ++c) {
-        const float v = load(px, c), cur = m[c];
-        m[c] = (v > cur || v != v) ? v : cur;
+        const float v = load(px, c), cur = mm[c];
+        mm[c] = ((v > cur) | (v != v)) ? v : cur;
       }
     }
   }
@@ -84,21 +86,22 @@ void maxpool_backward(const X* x, const G* grad_out, G* grad_in, const PoolShape
         for (int64_t ow = 0; ow < q.Wo; ++ow) {
           window_max(x, q, n, oh, ow, m.data());
           for (int64_t c = 0; c < C; ++c) taken[c] = 0.0f;
-          const G* g = grad_out + ((n * q.Ho + oh) * q.Wo + ow) * C;
+          const G* __restrict g = grad_out + ((n * q.Ho + oh) * q.Wo + ow) * C;
           for (int64_t kh = 0; kh < q.k; ++kh) {
             const int64_t ih = q.row_begin(oh) + kh;
             if (ih < 0 || ih >= q.H) continue;
             for (int64_t kw = 0; kw < q.k; ++kw) {
               const int64_t iw = q.row_begin(ow) + kw;
               if (iw < 0 || iw >= q.W) continue;
-              const X* px = x + ((n * q.H + ih) * q.W + iw) * C;
-              float* pa = acc.data() + (ih * q.W + iw) * C;
-              const float* mp = m.data();
-              float* tp = taken.data();
+              const X* __restrict px = x + ((n * q.H + ih) * q.W + iw) * C;
+              float* __restrict pa = acc.data() + (ih * q.W + iw) * C;
+              const float* __restrict mp = m.data();
+              float* __restrict tp = taken.data();
 #pragma omp simd
               for (int64_t c = 0; c < C; ++c) {
                 const float v = load(px, c), mx = mp[c], gc = load(g, c), was = tp[c], sum = pa[c];
-                const bool hit = was == 0.0f && (v == mx || (v != v && mx != mx));
+                // bitwise, not short-circuit: with uint8 input gcc turns && / || into branches
+                const bool hit = (was == 0.0f) & ((v == mx) | ((v != v) & (mx != mx)));
                 pa[c] = hit ? sum + gc : sum;
                 tp[c] = hit ? 1.0f : was;
               }

@@ -139,13 +139,13 @@ void backward_items(const S* grad, const S* z, S* grad_z, double* sum_dy, double
   constexpr bool kRound = P == Pass::kPlainGrad && std::is_same_v<S, uint16_t>;  // h as forward had it
   const float v_th = a.v_th, alpha = a.alpha;
   const float *scale = a.aff.scale, *shift = a.aff.shift, *mean = a.mean, *invstd = a.invstd;
-  float v[kTile], gv[kTile];
+  float v[kTile], gv[kTile], part_dy[kTile], part_dy_xhat[kTile];  // float sums over T, then into double
   const int64_t tiles = tiles_per_row(J);
   for (int64_t w = w0; w < w1; ++w) {
     {
       const int64_t r = w / tiles, j0 = (w % tiles) * kTile;
       const int64_t n = J - j0 < kTile ? J - j0 : kTile;
-      for (int64_t j = 0; j < n; ++j) v[j] = gv[j] = 0.0f;
+      for (int64_t j = 0; j < n; ++j) v[j] = gv[j] = part_dy[j] = part_dy_xhat[j] = 0.0f;
       for (int64_t t = 0; t < T; ++t) {
         const int64_t base = (t * R + r) * J + j0;
         float* h = hbuf + t * kTile;
@@ -171,9 +171,16 @@ void backward_items(const S* grad, const S* z, S* grad_z, double* sum_dy, double
           if constexpr (P == Pass::kReduce) {  // sums of the unrounded dy: exact weight and bias gradients
             const int64_t c = j0 + j;
             float x_hat = (load(z, base + j) - mean[c]) * invstd[c];
-            sum_dy[c] += dy;
-            sum_dy_xhat[c] += static_cast<double>(dy * x_hat);
+            part_dy[j] += dy;
+            part_dy_xhat[j] += dy * x_hat;
           }
+        }
+      }
+      if constexpr (P == Pass::kReduce) {
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) {
+          sum_dy[j0 + j] += part_dy[j];
+          sum_dy_xhat[j0 + j] += part_dy_xhat[j];
         }
       }
     }
@@ -184,6 +191,8 @@ void backward_items(const S* grad, const S* z, S* grad_z, double* sum_dy, double
 template <typename S>
 void forward(const S* z, S* spikes, uint8_t* spikes_u8, const float* scale, const float* shift, int64_t T,
              int64_t R, int64_t J, float tau, float v_th, int threads) {
+  advise_huge_pages(spikes, T * R * J * static_cast<int64_t>(sizeof(S)));
+  if (spikes_u8) advise_huge_pages(spikes_u8, T * R * J);
   with_divider(tau, [&](auto div) {
 #pragma omp parallel num_threads(threads)
     {
@@ -214,12 +223,25 @@ void column_moments(const S* z, const float* pivot, double* sum, double* sum_sq,
     my_share(rows, &r0, &r1);
     double* s1 = acc.data() + static_cast<int64_t>(omp_get_thread_num()) * 2 * J;
     double* s2 = s1 + J;
-    for (int64_t r = r0; r < r1; ++r) {
+    std::vector<float> p1(J), p2(J);  // float sums over a few rows, flushed into double
+    constexpr int64_t kRowsPerFlush = 8;
+    for (int64_t rb = r0; rb < r1; rb += kRowsPerFlush) {
+      const int64_t re = rb + kRowsPerFlush < r1 ? rb + kRowsPerFlush : r1;
+      float* q1 = p1.data();
+      float* q2 = p2.data();
+      for (int64_t j = 0; j < J; ++j) q1[j] = q2[j] = 0.0f;
+      for (int64_t r = rb; r < re; ++r) {
+#pragma omp simd
+        for (int64_t j = 0; j < J; ++j) {
+          float d = load(z, r * J + j) - pivot[j];
+          q1[j] += d;
+          q2[j] += d * d;
+        }
+      }
 #pragma omp simd
       for (int64_t j = 0; j < J; ++j) {
-        float d = load(z, r * J + j) - pivot[j];
-        s1[j] += d;
-        s2[j] += static_cast<double>(d) * d;
+        s1[j] += q1[j];
+        s2[j] += q2[j];
       }
     }
   }
@@ -237,6 +259,7 @@ template <typename S, Pass P>
 void backward(const S* grad, const S* z, S* grad_z, double* sum_dy, double* sum_dy_xhat, const BackwardArgs& a,
               int64_t T, int64_t R, int64_t J, int threads) {
   const bool reduce = P == Pass::kReduce;
+  advise_huge_pages(grad_z, T * R * J * static_cast<int64_t>(sizeof(S)));
   std::vector<double> acc(reduce ? static_cast<size_t>(threads) * 2 * J : 0, 0.0);
   with_divider(a.tau, [&](auto div) {
 #pragma omp parallel num_threads(threads)

@@ -48,6 +48,7 @@ void window_max(const X* x, const PoolShape& q, int64_t n, int64_t oh, int64_t o
 
 template <typename S>
 void maxpool_forward(const S* x, S* out, uint8_t* out_u8, const PoolShape& q, int threads) {
+  advise_huge_pages(out, q.N * q.Ho * q.Wo * q.C * static_cast<int64_t>(sizeof(S)));
 #pragma omp parallel num_threads(threads)
   {
     int64_t i0, i1;
@@ -74,6 +75,7 @@ void maxpool_forward(const S* x, S* out, uint8_t* out_u8, const PoolShape& q, in
 // windows of one image never race. Sums go through a float buffer, rounded to S once.
 template <typename X, typename G>
 void maxpool_backward(const X* x, const G* grad_out, G* grad_in, const PoolShape& q, int threads) {
+  advise_huge_pages(grad_in, q.N * q.H * q.W * q.C * static_cast<int64_t>(sizeof(G)));
 #pragma omp parallel num_threads(threads)
   {
     int64_t n0, n1;

@@ -4,6 +4,9 @@
 
 #include <cstdint>
 #include <omp.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace {
 
@@ -36,6 +39,23 @@ inline void store(uint16_t* p, int64_t i, float f) {  // round to nearest even, 
   p[i] = static_cast<uint16_t>(f != f ? 0x7FC0u : rounded);
 }
 
+
+// A fresh output buffer of many MB is page-faulted 4 KiB at a time on its first write, which took
+// longer than the write itself (13.7 ms vs 2.9 ms for 50 MB here). Transparent huge pages, where
+// the system offers them on request (THP "madvise" mode), make that 512 times fewer faults.
+// Advisory only: memory already in use is left as it is.
+inline void advise_huge_pages(const void* p, int64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t{1} << 21;
+  if (bytes < static_cast<int64_t>(4 * kHuge)) return;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes)) & ~(kHuge - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
 
 // Static split of R items among the threads of the enclosing parallel region.
 inline void my_share(int64_t R, int64_t* r0, int64_t* r1) {

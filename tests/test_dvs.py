@@ -446,3 +446,37 @@ def test_augment_ops_move_events_consistently_over_time():
     assert 0.001 * 128 * 128 * 0.5 <= zeros <= 0.11 * 128 * 128 * 1.1
     out = augment_event_frames(frames, torch.Generator().manual_seed(1))
     assert out.shape == frames.shape and out.dtype == torch.float32
+
+
+def test_an_event_task_without_data_downloads_when_asked_and_names_a_failed_download(tmp_path):
+    """The EventTask contract a third event-camera task relies on: missing data without
+    --download names the folder; a download that fails names the task, folder and cause; one
+    that succeeds is followed by the normal build."""
+    from tasks.event_task import EventTask
+
+    gesture = get_task("dvs128-gesture")
+
+    class FlakyCamera(EventTask):
+        config = gesture.config
+        calls = 0
+
+        def find_layout(self, data_dir):
+            return gesture.find_layout(data_dir)
+
+        def source_items(self, layout, folder, split):
+            return gesture.source_items(layout, folder, split)
+
+        def fetch(self, data_dir):
+            FlakyCamera.calls += 1
+            if FlakyCamera.calls == 1:
+                raise OSError("connection reset by peer")
+            make_gesture_release(data_dir, TRAIN_TRIALS, TEST_TRIALS)
+
+    task = FlakyCamera()
+    with pytest.raises(DataNotFoundError, match="dvs128-gesture") as missing:
+        task.build_dataset("train", data=tmp_path, time_steps=4)
+    assert str(tmp_path) in str(missing.value) and FlakyCamera.calls == 0
+    with pytest.raises(DataNotFoundError, match="download into .* failed: connection reset by peer"):
+        task.build_dataset("train", data=tmp_path, time_steps=4, download=True)
+    train = task.build_dataset("train", data=tmp_path, time_steps=4, download=True)
+    assert FlakyCamera.calls == 2 and len(train) == 9

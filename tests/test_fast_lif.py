@@ -23,7 +23,7 @@ def kernel_mode(request, monkeypatch):
     """Run the test with the eager torch kernels, the torch.compile'd ones (any size), and the
     hand-written native CPU kernels."""
     if request.param == "native" and not lif_cpu.available():
-        pytest.fail("the native CPU kernels did not build (see the warning logged by suite.models.lif_cpu)")
+        pytest.fail("the native CPU kernels did not build: install g++ or set CXX (see suite.models.lif_cpu's warning)")
     monkeypatch.setattr(KERNELS, "native_enabled", request.param == "native")
     monkeypatch.setattr(KERNELS, "compile_enabled", request.param == "compiled")
     monkeypatch.setattr(KERNELS, "compile_min_elements", 0)

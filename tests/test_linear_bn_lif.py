@@ -35,7 +35,7 @@ def tokens(T=4, B=3, N=50, D=24, seed=1):
 @pytest.fixture(params=["native", "torch"])
 def kernels(request, monkeypatch):
     if request.param == "native":
-        assert lif_cpu.available(), "the native CPU kernels did not build"
+        assert lif_cpu.available(), "the native CPU kernels did not build: install g++ or set CXX"
     monkeypatch.setattr(KERNELS, "native_enabled", request.param == "native")
     return request.param
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not lif_cpu.enabled(), reason="SUITE_NATIVE_KERN
 
 @pytest.fixture(autouse=True)
 def native_kernels(monkeypatch):
-    assert lif_cpu.available(), "the native CPU kernels did not build (see the warning from suite.models.lif_cpu)"
+    assert lif_cpu.available(), "the native CPU kernels did not build: install g++ or set CXX (see the log)"
     monkeypatch.setattr(KERNELS, "native_enabled", True)
 
 

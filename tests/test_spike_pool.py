@@ -13,7 +13,7 @@ from suite.models.spike_pool import SpikeMaxPool2d
 
 @pytest.fixture(autouse=True)
 def native_kernels(monkeypatch):
-    assert lif_cpu.available(), "the native CPU kernels did not build"
+    assert lif_cpu.available(), "the native CPU kernels did not build: install g++ or set CXX"
     monkeypatch.setattr(KERNELS, "native_enabled", True)
 
 

@@ -181,10 +181,10 @@ def observed(*modules: nn.Module) -> bool:
     return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
-def inference_affine(bias: torch.Tensor | None, bn: nn.Module, features: int):
+def inference_affine(bias: torch.Tensor, bn: nn.Module):
     """(scale, shift) with BN(z + bias) == z * scale + shift, for an eval-mode BN or an Identity
     (a BN already folded into the layer), in float32; None when bn is neither."""
-    shift = bias.detach().float() if bias is not None else torch.zeros(features)
+    shift = bias.detach().float()
     if isinstance(bn, nn.Identity):
         return torch.ones_like(shift), shift
     if isinstance(bn, nn.modules.batchnorm._BatchNorm) and not bn.training and bn.track_running_stats:
@@ -210,7 +210,7 @@ def linear_bn_lif(linear: nn.Linear, bn: nn.Module, lif: LIF, x: torch.Tensor) -
             T, D = z.shape[0], z.shape[-1]
             return batchnorm_lif(bn, lif, z.reshape(T, -1, D, 1), pre_bias=linear.bias).view(z.shape)
         grad_needed = torch.is_grad_enabled() and (x.requires_grad or linear.weight.requires_grad)
-        affine = None if grad_needed else inference_affine(linear.bias, bn, linear.out_features)
+        affine = None if grad_needed else inference_affine(linear.bias, bn)
         if affine is not None:
             z = F.linear(x, linear.weight)
             if lif_cpu.supports(z) and KERNELS.native_enabled:

@@ -245,14 +245,8 @@ void column_moments(const S* z, const float* pivot, double* sum, double* sum_sq,
       }
     }
   }
-  for (int64_t j = 0; j < J; ++j) sum[j] = sum_sq[j] = 0.0;
-  for (int tid = 0; tid < threads; ++tid) {
-    const double* s1 = acc.data() + static_cast<int64_t>(tid) * 2 * J;
-    for (int64_t j = 0; j < J; ++j) {
-      sum[j] += s1[j];
-      sum_sq[j] += s1[J + j];
-    }
-  }
+  add_thread_partials(acc.data(), threads, 2 * J, J, sum);
+  add_thread_partials(acc.data() + J, threads, 2 * J, J, sum_sq);
 }
 
 template <typename S, Pass P>
@@ -272,14 +266,8 @@ void backward(const S* grad, const S* z, S* grad_z, double* sum_dy, double* sum_
     }
   });
   if (reduce) {
-    for (int64_t j = 0; j < J; ++j) sum_dy[j] = sum_dy_xhat[j] = 0.0;
-    for (int tid = 0; tid < threads; ++tid) {
-      const double* s1 = acc.data() + static_cast<int64_t>(tid) * 2 * J;
-      for (int64_t j = 0; j < J; ++j) {
-        sum_dy[j] += s1[j];
-        sum_dy_xhat[j] += s1[J + j];
-      }
-    }
+    add_thread_partials(acc.data(), threads, 2 * J, J, sum_dy);
+    add_thread_partials(acc.data() + J, threads, 2 * J, J, sum_dy_xhat);
   }
 }
 
@@ -314,11 +302,7 @@ void batchnorm_input_grad(S* grad_z, const S* z, const float* mean, const float*
       }
     }
   }
-  if (column_sums) {
-    for (int64_t j = 0; j < J; ++j) column_sums[j] = 0.0;
-    for (int tid = 0; tid < threads; ++tid)
-      for (int64_t j = 0; j < J; ++j) column_sums[j] += acc[static_cast<size_t>(tid) * J + j];
-  }
+  if (column_sums) add_thread_partials(acc.data(), threads, J, J, column_sums);
 }
 
 }  // namespace

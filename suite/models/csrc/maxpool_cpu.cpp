@@ -21,6 +21,19 @@ struct PoolShape {
   int64_t N, H, W, C, Ho, Wo;
   int64_t k, s, p;
   int64_t row_begin(int64_t o) const { return o * s - p; }
+
+  // visit(ih, iw) for the window of output (oh, ow), in ATen's scan order, inside the image only.
+  template <class Visit>
+  void for_each_in_window(int64_t oh, int64_t ow, Visit visit) const {
+    for (int64_t kh = 0; kh < k; ++kh) {
+      const int64_t ih = row_begin(oh) + kh;
+      if (ih < 0 || ih >= H) continue;
+      for (int64_t kw = 0; kw < k; ++kw) {
+        const int64_t iw = row_begin(ow) + kw;
+        if (iw >= 0 && iw < W) visit(ih, iw);
+      }
+    }
+  }
 };
 
 // m[c] = max over the window of output (oh, ow) of image n; NaN wins, as in ATen.
@@ -28,22 +41,16 @@ template <typename X>
 void window_max(const X* x, const PoolShape& q, int64_t n, int64_t oh, int64_t ow, float* m) {
   const int64_t C = q.C;
   for (int64_t c = 0; c < C; ++c) m[c] = -std::numeric_limits<float>::infinity();
-  for (int64_t kh = 0; kh < q.k; ++kh) {
-    const int64_t ih = q.row_begin(oh) + kh;
-    if (ih < 0 || ih >= q.H) continue;
-    for (int64_t kw = 0; kw < q.k; ++kw) {
-      const int64_t iw = q.row_begin(ow) + kw;
-      if (iw < 0 || iw >= q.W) continue;
-      // __restrict: uint8 input may alias anything (char type), which would stop vectorisation
-      const X* __restrict px = x + ((n * q.H + ih) * q.W + iw) * C;
-      float* __restrict mm = m;
+  q.for_each_in_window(oh, ow, [&](int64_t ih, int64_t iw) {
+    // __restrict: uint8 input may alias anything (char type), which would stop vectorisation
+    const X* __restrict px = x + ((n * q.H + ih) * q.W + iw) * C;
+    float* __restrict mm = m;
 #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) {
-        const float v = load(px, c), cur = mm[c];
-        mm[c] = ((v > cur) | (v != v)) ? v : cur;
-      }
+    for (int64_t c = 0; c < C; ++c) {
+      const float v = load(px, c), cur = mm[c];
+      mm[c] = ((v > cur) | (v != v)) ? v : cur;
     }
-  }
+  });
 }
 
 template <typename S>
@@ -89,26 +96,20 @@ void maxpool_backward(const X* x, const G* grad_out, G* grad_in, const PoolShape
           window_max(x, q, n, oh, ow, m.data());
           for (int64_t c = 0; c < C; ++c) taken[c] = 0.0f;
           const G* __restrict g = grad_out + ((n * q.Ho + oh) * q.Wo + ow) * C;
-          for (int64_t kh = 0; kh < q.k; ++kh) {
-            const int64_t ih = q.row_begin(oh) + kh;
-            if (ih < 0 || ih >= q.H) continue;
-            for (int64_t kw = 0; kw < q.k; ++kw) {
-              const int64_t iw = q.row_begin(ow) + kw;
-              if (iw < 0 || iw >= q.W) continue;
-              const X* __restrict px = x + ((n * q.H + ih) * q.W + iw) * C;
-              float* __restrict pa = acc.data() + (ih * q.W + iw) * C;
-              const float* __restrict mp = m.data();
-              float* __restrict tp = taken.data();
+          q.for_each_in_window(oh, ow, [&](int64_t ih, int64_t iw) {
+            const X* __restrict px = x + ((n * q.H + ih) * q.W + iw) * C;
+            float* __restrict pa = acc.data() + (ih * q.W + iw) * C;
+            const float* __restrict mp = m.data();
+            float* __restrict tp = taken.data();
 #pragma omp simd
-              for (int64_t c = 0; c < C; ++c) {
-                const float v = load(px, c), mx = mp[c], gc = load(g, c), was = tp[c], sum = pa[c];
-                // bitwise, not short-circuit: with uint8 input gcc turns && / || into branches
-                const bool hit = (was == 0.0f) & ((v == mx) | ((v != v) & (mx != mx)));
-                pa[c] = hit ? sum + gc : sum;
-                tp[c] = hit ? 1.0f : was;
-              }
+            for (int64_t c = 0; c < C; ++c) {
+              const float v = load(px, c), mx = mp[c], gc = load(g, c), was = tp[c], sum = pa[c];
+              // bitwise, not short-circuit: with uint8 input gcc turns && / || into branches
+              const bool hit = (was == 0.0f) & ((v == mx) | ((v != v) & (mx != mx)));
+              pa[c] = hit ? sum + gc : sum;
+              tp[c] = hit ? 1.0f : was;
             }
-          }
+          });
         }
       }
       G* gi = grad_in + n * plane;

@@ -64,4 +64,12 @@ inline void my_share(int64_t R, int64_t* r0, int64_t* r1) {
   *r1 = R * (tid + 1) / nt;
 }
 
+
+// Per-thread partial sums, laid out `stride` apart: out[j] = sum over threads of partials[t * stride + j].
+inline void add_thread_partials(const double* partials, int threads, int64_t stride, int64_t width, double* out) {
+  for (int64_t j = 0; j < width; ++j) out[j] = 0.0;
+  for (int t = 0; t < threads; ++t)
+    for (int64_t j = 0; j < width; ++j) out[j] += partials[t * stride + j];
+}
+
 }  // namespace

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from suite.models import lif_cpu, spike_storage
+from suite.models.lif_fused import KERNELS  # its native_enabled switch turns native kernels off
 
 _STORAGE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.uint8: 2}
 
@@ -77,8 +78,6 @@ class SpikeMaxPool2d(nn.MaxPool2d):
         return k, s, p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from suite.models.lif_fused import KERNELS  # the switch that turns native kernels off
-
         geometry = self.native_geometry(x) if KERNELS.native_enabled else None
         if geometry is None:
             return super().forward(x)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from suite.models import lif_cpu
-from suite.models.lif_fused import KERNELS, lif_fused
+from suite.models.lif_fused import KERNELS, bptt_steps, lif_fused, membrane_steps
 from suite.models.neuron import LIF, resolve_backend
 from suite.models.spike_storage import mark_spikes
 
@@ -56,20 +56,8 @@ def bn_lif_backward_steps(
     h from z as forward did. The sums are the gradient of a bias added before the BN."""
     zf = z.float()
     scale, shift = _affine(weight, bias, mean, invstd)
-    v = torch.zeros_like(zf[0])
-    hs = []
-    for z_t in zf.unbind(0):
-        h = v + (z_t * scale + shift - v) / tau
-        v = torch.where(h >= v_threshold, 0.0, h)
-        hs.append(h)
-    grad_v = torch.zeros_like(hs[0])
-    grad_y = [grad_v] * len(hs)
-    for t in range(len(hs) - 1, -1, -1):
-        sg = torch.sigmoid(alpha * (hs[t] - v_threshold))
-        grad_h = grad_spikes[t].float() * (alpha * sg * (1.0 - sg)) + torch.where(hs[t] >= v_threshold, 0.0, grad_v)
-        grad_y[t] = grad_h / tau
-        grad_v = grad_h - grad_y[t]
-    dy = torch.stack(grad_y)  # [T, P, C, K]
+    hs = membrane_steps((z_t * scale + shift for z_t in zf.unbind(0)), tau, v_threshold)
+    dy = bptt_steps(grad_spikes.float(), hs, tau, v_threshold, alpha)  # [T, P, C, K]
     x_hat = (zf - mean.view(1, 1, -1, 1)) * invstd.view(1, 1, -1, 1)
     n = dy.numel() // dy.shape[2]
     grad_bias = dy.sum(dim=(0, 1, 3))

@@ -48,17 +48,20 @@ def lif_forward_steps(x: torch.Tensor, tau: float, v_threshold: float) -> torch.
     return torch.stack(spikes)
 
 
-def lif_backward_steps(
-    grad_spikes: torch.Tensor, x: torch.Tensor, tau: float, v_threshold: float, alpha: float
-) -> torch.Tensor:
-    """dL/dx [T, N] from dL/ds [T, N] and the saved input x [T, N] (h is recomputed, not stored)."""
-    v = torch.zeros_like(x[0])
-    hs = []
-    for x_t in x.unbind(0):
+def membrane_steps(currents, tau: float, v_threshold: float) -> list[torch.Tensor]:
+    """h[t] for each input current of an iterable over T, as the forward computes them."""
+    hs, v = [], None
+    for x_t in currents:
+        v = torch.zeros_like(x_t) if v is None else v
         h = v + (x_t - v) / tau
         v = torch.where(h >= v_threshold, 0.0, h)
         hs.append(h)
-    grad_v = torch.zeros_like(grad_spikes[0])
+    return hs
+
+
+def bptt_steps(grad_spikes: torch.Tensor, hs: list[torch.Tensor], tau: float, v_threshold: float, alpha: float):
+    """dL/dx [T, ...] from dL/ds [T, ...] and the recomputed membranes h[t] (the recurrence above)."""
+    grad_v = torch.zeros_like(hs[0])
     grads = [grad_v] * len(hs)
     for t in range(len(hs) - 1, -1, -1):
         sg = torch.sigmoid(alpha * (hs[t] - v_threshold))
@@ -66,6 +69,13 @@ def lif_backward_steps(
         grads[t] = grad_h / tau
         grad_v = grad_h - grads[t]
     return torch.stack(grads)
+
+
+def lif_backward_steps(
+    grad_spikes: torch.Tensor, x: torch.Tensor, tau: float, v_threshold: float, alpha: float
+) -> torch.Tensor:
+    """dL/dx [T, N] from dL/ds [T, N] and the saved input x [T, N] (h is recomputed, not stored)."""
+    return bptt_steps(grad_spikes, membrane_steps(x.unbind(0), tau, v_threshold), tau, v_threshold, alpha)
 
 
 class _Kernels:

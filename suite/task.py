@@ -2,7 +2,8 @@
 
 A task is two things, in the style of lm-evaluation-harness:
 - a declarative config (a YAML file beside the plugin, loaded into `TaskConfig`): name, modality,
-  protocols, classes, input shape, stem kind, the paper's recipe and reference results;
+  protocols, classes, input shape, stem kind and the paper's recipe (published results live in
+  leaderboards/references.csv, read by `suite.leaderboard.references`);
 - a small `Task` subclass that knows the dataset's on-disk format and builds train/eval datasets.
 
 Datasets return `(x, label)` where `x` is a float tensor ready for the model: `[C, H, W]` for a
@@ -64,20 +65,6 @@ class Recipe:
 
 
 @dataclass(frozen=True)
-class Reference:
-    """A published result for this task (used in `suite tasks`, `suite models` and leaderboards)."""
-
-    model: str
-    time_steps: int
-    top1: float
-    protocol: str | None = None
-    top5: float | None = None
-    params_m: float | None = None
-    energy_mj: float | None = None
-    source: str = "Zhou et al., Spikformer, ICLR 2023"
-
-
-@dataclass(frozen=True)
 class TaskConfig:
     """The declarative part of a task, as written in its YAML file."""
 
@@ -93,7 +80,6 @@ class TaskConfig:
     data_subdir: str = ""  # folder under the data root; defaults to the task name
     layout: str = ""  # the expected on-disk layout, shown when data is missing
     source: str = ""  # where to get the data
-    references: tuple[Reference, ...] = ()
     model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"attn_scale": 0.25}
     synthetic_size: dict[str, int] = field(default_factory=lambda: {"train": 512, "eval": 256})
     extra: dict[str, Any] = field(default_factory=dict)  # task-specific knobs
@@ -113,12 +99,16 @@ class TaskConfig:
             raise PluginError(f"task config {origin}: expected a mapping, got {type(raw).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - known)
+        if "references" in unknown:
+            raise PluginError(
+                f"task config {origin}: 'references' is no longer read from task YAML; published results "
+                "live in one file, leaderboards/references.csv (or a file passed with --references)"
+            )
         if unknown:
             raise PluginError(f"task config {origin}: unknown keys {unknown}; valid keys: {sorted(known)}")
         data = dict(raw)
         try:
             data["recipe"] = Recipe(**data["recipe"])
-            data["references"] = tuple(Reference(**r) for r in data.get("references", ()))
             data["input_shape"] = tuple(int(v) for v in data["input_shape"])
             data["protocols"] = tuple(data.get("protocols", ("default",)))
             config = cls(**data)

@@ -174,9 +174,14 @@ def test_published_rows_sit_beside_the_runs(boards_dir):
         ("spikformer-2-384", "4", "5.77", "94.8"),
         ("spikformer-4-256", "4", "4.16", "93.94"),
     ]
-    assert all(r["source"] == "Zhou et al., Spikformer, ICLR 2023" and r["rank"] == "" for r in published)
+    assert all(r["source"] == "Zhou et al., Spikformer, ICLR 2023, Table 2" and r["rank"] == "" for r in published)
     imagenet = (boards_dir / "imagenet_default.md").read_text()
-    assert "| spikformer-8-768 | 4 | 66.34 | 74.81 | 21.48 | Zhou et al., Spikformer, ICLR 2023 |" in imagenet
+    assert "| spikformer-8-768 | 4 | 66.34 | 74.81 | 21.48 | Zhou et al., Spikformer, ICLR 2023, Table 1 |" in imagenet
+    # A number found only in an aggregator's listing is shown as such, on every kind of board.
+    (ntu,) = _rows(boards_dir / "ntu60_xview.csv", "reference")
+    assert ntu["source"].startswith("secondary: ") and "originating paper not identified" in ntu["source"]
+    assert "secondary: " in (boards_dir / "ntu60_xview.md").read_text()
+    assert "secondary: " in (boards_dir / "index.html").read_text()
     assert "No finished runs for imagenet (default) yet" in imagenet
     assert sorted(p.name for p in boards_dir.glob("*.csv")) == [
         "cifar10-dvs_default.csv", "cifar100_default.csv", "cifar10_default.csv", "dvs128-gesture_default.csv",
@@ -267,11 +272,18 @@ def test_task_filter_and_unknown_task(store, tmp_path, capsys):
 
 def test_references_file_errors_name_the_file_and_line(tmp_path):
     bad = tmp_path / "refs.csv"
-    bad.write_text("task,protocol,model,time_steps,params_m,top1,energy_mj,source\ncifar10,default,m,4,1.0,ninety,,paper\n")
+    header = "task,protocol,model,time_steps,params_m,top1,energy_mj,kind,source,table\n"
+    bad.write_text(header + "cifar10,default,m,4,1.0,ninety,,primary,paper,Table 1\n")
     with pytest.raises(CorruptDataError, match=r"refs.csv:2: column 'top1' holds 'ninety'"):
         load_references(bad)
     bad.write_text("task,model,top1\ncifar10,m,90\n")
     with pytest.raises(CorruptDataError, match="header lacks column"):
+        load_references(bad)
+    bad.write_text(header + "cifar10,default,m,4,1.0,90,,primary,paper,\n")
+    with pytest.raises(CorruptDataError, match=r"refs.csv:2: empty \['table'\]"):
+        load_references(bad)
+    bad.write_text(header + "cifar10,default,m,4,1.0,90,,tertiary,paper,Table 1\n")
+    with pytest.raises(CorruptDataError, match="kind 'tertiary' is not one of primary, secondary"):
         load_references(bad)
 
 

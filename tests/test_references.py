@@ -1,21 +1,59 @@
-"""Every published reference row of every built-in task names a buildable model whose exact
-parameter count matches the row's params_m (so the boards' params column can be trusted)."""
+"""leaderboards/references.csv is the one home of published numbers: every row is sourced (paper and
+table, or marked secondary with its listing), names a buildable model whose exact parameter count
+matches its params_m, and ships inside the installed package."""
+
+import math
+from importlib import resources
 
 import pytest
 import torch
 
+from suite.leaderboard.references import citation, load_references, model_references, task_references
 from suite.models import count_parameters, create_model
 from suite.task_registry import get_task, list_tasks
+
+REFS = load_references()
 
 
 @pytest.mark.parametrize("task_name", list_tasks())
 def test_reference_rows_match_the_models(task_name):
     task = get_task(task_name)
-    for ref in task.config.references:
+    for ref in task_references(task_name).itertuples(index=False):
         assert task.resolve_protocol(ref.protocol) in task.protocols
-        if ref.params_m is None or not ref.model.startswith("spikformer-"):
+        if math.isnan(ref.params_m) or not ref.model.startswith("spikformer-"):
             continue
-        kwargs = task.model_kwargs(ref.time_steps)
+        kwargs = task.model_kwargs(int(ref.time_steps))
         with torch.device("meta"):
             model = create_model(ref.model, **kwargs)
         assert abs(count_parameters(model) / 1e6 - ref.params_m) <= 0.0051, (task_name, ref)
+
+
+def test_every_row_names_its_paper_and_table_or_is_marked_secondary():
+    for row in REFS.itertuples(index=False):
+        assert "issue" not in f"{row.source} {row.table}".lower(), row
+        if row.kind == "primary":
+            assert row.source == "Zhou et al., Spikformer, ICLR 2023" and row.table.startswith("Table "), row
+        else:
+            assert row.kind == "secondary" and row.table == "aggregator listing; originating paper not identified", row
+    secondary = REFS[REFS["kind"] == "secondary"]
+    assert sorted(zip(secondary["task"], secondary["protocol"])) == [("ntu120", "xset"), ("ntu120", "xsub"), ("ntu60", "xview")]
+    assert citation(next(secondary.itertuples(index=False))).startswith("secondary: ")
+
+
+def test_the_file_ships_in_the_leaderboards_package():
+    shipped = resources.files("leaderboards").joinpath("references.csv")
+    assert shipped.is_file()
+    assert load_references(shipped).equals(REFS)
+
+
+def test_task_yaml_and_registry_state_no_numbers_of_their_own(tmp_path):
+    from suite.errors import PluginError
+    from suite.task import TaskConfig
+
+    raw = {"name": "x", "modality": "image", "num_classes": 2, "input_shape": [3, 8, 8], "stem": "cifar",
+           "recipe": {"model": "m", "time_steps": 1, "epochs": 1, "batch_size": 1, "lr": 1.0, "weight_decay": 0.0},
+           "references": [{"model": "m", "time_steps": 1, "top1": 50.0}]}
+    with pytest.raises(PluginError, match="leaderboards/references.csv"):
+        TaskConfig.from_dict(raw)
+    assert model_references("spikformer-4-384") == "cifar10 95.19, cifar100 77.86"
+    assert model_references("spikformer-2-256") == "dvs128-gesture 98.3 (T=16), 96.9 (T=10), cifar10-dvs 80.9 (T=16), 78.9 (T=10)"

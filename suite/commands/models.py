@@ -12,7 +12,8 @@ def register(subparsers) -> None:
 def model_rows() -> list[dict]:
     import torch
 
-    from suite.models import PAPER_VARIANTS, count_parameters, create_model, list_models
+    from suite.leaderboard.references import model_references
+    from suite.models import count_parameters, create_model, list_models
 
     rows = []
     for name in list_models():
@@ -28,7 +29,7 @@ def model_rows() -> list[dict]:
                 "T": cfg.time_steps,
                 "heads": cfg.heads,
                 "params": count_parameters(model),
-                "paper_top1": PAPER_VARIANTS[name].paper_top1,
+                "paper_top1": model_references(name),  # leaderboards/references.csv
             }
         )
     return rows

@@ -13,6 +13,7 @@ import pandas as pd
 
 from suite.leaderboard.boards import RESULT_COLUMNS, Board
 from suite.leaderboard.formatting import integer, machine
+from suite.leaderboard.references import citation
 
 # `data` is the board's `data_kind` (real rows, synthetic rows, or "published" for the references).
 CSV_COLUMNS = ("section", *RESULT_COLUMNS, "data", "seeds", "run_ids", "source")
@@ -56,7 +57,7 @@ def _reference_rows(references: pd.DataFrame) -> list[dict]:
             "top1_mean": machine(r.top1),
             "energy_mj": machine(r.energy_mj),
             "data": "published",
-            "source": r.source,
+            "source": citation(r),
         }
         for r in references.itertuples(index=False)
     ]

@@ -21,6 +21,7 @@ from suite.leaderboard.formatting import (
     short_ids,
     top1_cell,
 )
+from suite.leaderboard.references import citation
 from suite.leaderboard.render_md import RANKING_NOTE
 from suite.leaderboard.svg_plot import Point, Series, render_plot
 
@@ -161,7 +162,7 @@ def _reference_table(table_id: str, references: pd.DataFrame) -> str:
             _cell(fixed(r.params_m, 2), r.params_m, "number"),
             _cell(fixed(r.top1, 2), r.top1, "number"),
             _cell(adaptive(r.energy_mj), r.energy_mj, "number"),
-            _cell(r.source, r.source, "text"),
+            _cell(citation(r), citation(r), "text"),
         ]
         for r in references.itertuples(index=False)
     ]

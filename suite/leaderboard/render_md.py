@@ -13,6 +13,7 @@ from suite.leaderboard.formatting import (
     short_ids,
     top1_cell,
 )
+from suite.leaderboard.references import citation
 
 RANKING_NOTE = (
     "Ranked on top-1 (%): each run's best top-1 over its epochs (`best_top1`; its final top-1 if "
@@ -64,7 +65,7 @@ def _measured(table: pd.DataFrame, with_data: bool = False) -> list[str]:
 
 def _references(references: pd.DataFrame) -> list[str]:
     rows = [
-        [r.model, integer(r.time_steps), fixed(r.params_m, 2), fixed(r.top1, 2), adaptive(r.energy_mj), r.source]
+        [r.model, integer(r.time_steps), fixed(r.params_m, 2), fixed(r.top1, 2), adaptive(r.energy_mj), citation(r)]
         for r in references.itertuples(index=False)
     ]
     return _table(REFERENCE_HEADER, rows)

@@ -19,6 +19,7 @@ from dvs_fixtures import (
     write_aedat31,
     write_aerdat2,
 )
+from real_samples import needs_real_samples
 
 from suite.errors import CorruptDataError, DataNotFoundError
 from suite.task_registry import get_task
@@ -27,7 +28,7 @@ from tasks.dvs_gesture import read_gesture_labels
 from tasks.event_augment import apply_op, augment_event_frames
 from tasks.events import check_sensor_range, events_to_frames, make_events
 
-needs_real_samples = pytest.mark.skipif(not REAL_DVS.is_dir(), reason=f"real DVS samples not found at {REAL_DVS}")
+needs_real_dvs = needs_real_samples("dvs")
 
 
 @pytest.fixture(autouse=True)
@@ -147,7 +148,7 @@ def test_aedat31_inconsistent_packet_header(tmp_path):
         read_aedat31_polarity(path)
 
 
-@needs_real_samples
+@needs_real_dvs
 def test_real_labels_csv_parses():
     segments = read_gesture_labels(REAL_DVS / "user01_natural_labels.csv")
     assert segments.shape == (12, 3)
@@ -167,7 +168,7 @@ def test_bad_labels_csv_rows_are_named(tmp_path):
 
 
 # -- AEDAT 4.0 (the real sample) ---------------------------------------------------------------
-@needs_real_samples
+@needs_real_dvs
 def test_aedat4_sample_is_recognised_and_read():
     sample = REAL_DVS / "tonic_sample.aedat4"
     assert sniff_version(sample) == "4.0"
@@ -185,7 +186,7 @@ def test_aedat4_sample_is_recognised_and_read():
 
 
 # -- AER-DAT 2.0 (CIFAR10-DVS) -----------------------------------------------------------------
-@needs_real_samples
+@needs_real_dvs
 def test_aerdat2_roundtrip_uses_spikingjelly_orientation(tmp_path):
     column, row, bit0, t = [0, 127, 10, 3], [0, 5, 127, 64], [1, 0, 0, 1], [0, 100, 4_000_000_000, 7]
     path = write_aerdat2(tmp_path / "cifar10_cat_0.aedat", column, row, bit0, t)
@@ -197,7 +198,7 @@ def test_aerdat2_roundtrip_uses_spikingjelly_orientation(tmp_path):
     assert sniff_version(path) == "2.0"
 
 
-@needs_real_samples
+@needs_real_dvs
 def test_aerdat2_reader_matches_spikingjelly(tmp_path):
     from spikingjelly.datasets.cifar10_dvs import _load_origin_data  # what Spikformer's loader called
 
@@ -208,7 +209,7 @@ def test_aerdat2_reader_matches_spikingjelly(tmp_path):
         np.testing.assert_array_equal(ours[field], theirs[field])
 
 
-@needs_real_samples
+@needs_real_dvs
 def test_aerdat2_truncated_and_empty(tmp_path):
     path = write_aerdat2(tmp_path / "cifar10_cat_1.aedat", [1, 2], [3, 4], [0, 1], [5, 6])
     path.write_bytes(path.read_bytes()[:-3])
@@ -279,7 +280,7 @@ def test_gesture_cache_build_with_worker_processes(tmp_path, monkeypatch):
     assert len(train) == 9 and all(train[i][0].sum() == 300 for i in range(len(train)))
 
 
-@needs_real_samples
+@needs_real_dvs
 def test_gesture_aedat4_in_the_release_is_reported_or_skipped(tmp_path):
     folder = tmp_path / "dvs128-gesture"
     make_gesture_release(folder, TRAIN_TRIALS, TEST_TRIALS)
@@ -349,7 +350,7 @@ def test_gesture_missing_data_and_empty_split(tmp_path):
 
 
 # -- CIFAR10-DVS task --------------------------------------------------------------------------
-@needs_real_samples
+@needs_real_dvs
 def test_cifar10_dvs_nine_to_one_split(tmp_path):
     counts = make_cifar10_dvs_release(tmp_path / "cifar10-dvs", per_class=11)
     task = get_task("cifar10-dvs")
@@ -363,7 +364,7 @@ def test_cifar10_dvs_nine_to_one_split(tmp_path):
     assert label == 3 and x.shape == (4, 2, 128, 128) and x.sum() == counts["cat/9"]
 
 
-@needs_real_samples
+@needs_real_dvs
 def test_cifar10_dvs_wrong_or_missing_class_folder(tmp_path):
     folder = tmp_path / "cifar10-dvs"
     make_cifar10_dvs_release(folder, per_class=2, events=20)
@@ -376,7 +377,7 @@ def test_cifar10_dvs_wrong_or_missing_class_folder(tmp_path):
         task.build_dataset("train", data=tmp_path, time_steps=4)
 
 
-@needs_real_samples
+@needs_real_dvs
 def test_cifar10_dvs_corrupt_file_raises_or_is_skipped(tmp_path):
     folder = tmp_path / "cifar10-dvs"
     make_cifar10_dvs_release(folder, per_class=3, events=30)
@@ -391,7 +392,7 @@ def test_cifar10_dvs_corrupt_file_raises_or_is_skipped(tmp_path):
     assert {entry["source"] for entry in train.skipped_files} == {"cat_cifar10_cat_0", "dog_cifar10_dog_1"}
 
 
-@needs_real_samples
+@needs_real_dvs
 def test_cifar10_dvs_tonic_layout_reads_aedat4_and_rejects_a_non_dvs128_camera(tmp_path):
     folder = tmp_path / "cifar10-dvs" / "CIFAR10DVS"
     for cls in CIFAR10_DVS_CLASSES:  # the real AEDAT 4.0 sample comes from a 320x240 DAVIS
@@ -415,7 +416,7 @@ def test_cifar10_dvs_missing_data_names_layout_and_source(tmp_path):
     assert "figshare.com" in message and "found airplane.zip: extract them" in message
 
 
-@needs_real_samples
+@needs_real_dvs
 def test_cifar10_dvs_empty_eval_split(tmp_path):
     make_cifar10_dvs_release(tmp_path / "cifar10-dvs", per_class=1, events=20)
     with pytest.raises(DataNotFoundError, match="the eval split is empty"):

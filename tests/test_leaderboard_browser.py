@@ -1,6 +1,6 @@
 """The generated page and its MLflow run as a person sees them: headless Chromium, a real MLflow server.
 
-Skips only where Chromium is not installed (CI installs Debian's `chromium`).
+Needs Chromium: skips without it, fails without it in CI (see prerequisites.py).
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from prerequisites import require
 
 from suite import schema, tracking
 from suite.leaderboard import generate_leaderboards
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (CI: apt-get install -y chromium)")
+pytestmark = require("Chromium (chromium or chromium-browser on PATH)", CHROMIUM is not None,
+                     "install Debian's chromium package (apt-get install -y chromium), as .ci/run does")
 SERVER_START_TIMEOUT_S = 240  # mlflow server migrates a fresh sqlite store first: slow on a busy 2-core box
 
 

@@ -18,6 +18,8 @@ from ntu_fixtures import (
     write_sample,
 )
 
+from real_samples import needs_real_samples
+
 from suite.errors import CorruptDataError, DataNotFoundError, UnknownNameError
 from suite.task_registry import get_task
 from tasks.ntu import NTU60
@@ -34,9 +36,7 @@ from tasks.ntu_splits import (
 )
 from tasks.ntu_tokenize import NOT_AN_INT, tokenize
 
-needs_samples = pytest.mark.skipif(
-    not NTU_SAMPLES.is_dir(), reason=f"real NTU sample files not found at {NTU_SAMPLES} (shared/ is absent)"
-)
+needs_samples = needs_real_samples("ntu")
 
 
 # -- the real .skeleton files --------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from suite.models.neuron import LIF
 from suite.models import lif_fused  # noqa: F401  (registers the fused LIF backends in BACKENDS)
+from suite.models import lif_spikingjelly  # noqa: F401  (registers the "spikingjelly" backend)
 from suite.models.official import load_official_state_dict
 from suite.models.registry import (
     PAPER_VARIANTS,

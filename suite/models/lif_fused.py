@@ -30,7 +30,7 @@ from typing import Callable
 import torch
 
 from suite.models import lif_cpu
-from suite.models.neuron import BACKENDS
+from suite.models.neuron import AUTO_EXCLUDED, BACKENDS
 from suite.models.spike_storage import mark_spikes
 
 log = logging.getLogger(__name__)
@@ -192,6 +192,8 @@ BACKENDS["fused_cpu"] = lif_fused
 
 if torch.cuda.is_available():
     try:
-        from suite.models import lif_triton  # noqa: F401  (registers "fused_cuda")
+        from suite.models import lif_triton
+
+        lif_triton.register(BACKENDS, AUTO_EXCLUDED)
     except ImportError as err:  # no triton: CUDA tensors use the torch.compile kernels above
         log.info("Triton LIF kernels unavailable (%s); CUDA uses the compiled 'fused' backend", err)

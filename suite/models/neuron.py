@@ -9,8 +9,13 @@ Per time step t (hard reset to 0, decay_input):
 with v[-1] = 0. The state lives only inside one call, so nothing leaks between batches and callers
 never reset anything.
 
-`LIF` dispatches to a backend: "reference" (a plain per-step autograd loop, the ground truth) or
-a fused kernel registered in `BACKENDS` by `suite.models.lif_fused` when available.
+`LIF` dispatches to a backend: "reference" (a plain per-step autograd loop, the ground truth),
+a fused kernel registered in `BACKENDS` by `suite.models.lif_fused` when available, or
+"spikingjelly" (spikingjelly's own registered LIF kernels, suite.models.lif_spikingjelly).
+
+Precision: the reference and the CPU fused kernels compute in their input's dtype; the Triton
+kernel ("fused_cuda") and spikingjelly keep an fp32 membrane for fp16/bf16 inputs, so for those
+inputs they equal `lif_reference(x.float())` rounded to x's dtype (see suite.models.lif_triton).
 """
 
 from __future__ import annotations
@@ -51,13 +56,16 @@ def lif_reference(x: torch.Tensor, tau: float, v_threshold: float, alpha: float)
 
 # name -> fn(x, tau, v_threshold, alpha) -> spikes; fused kernels add themselves here.
 BACKENDS: dict[str, Callable[..., torch.Tensor]] = {"reference": lif_reference}
+# name -> why 'auto' must not pick it (it stays selectable by name); see lif_triton.register.
+AUTO_EXCLUDED: dict[str, str] = {}
 
 
 def resolve_backend(name: str, device: torch.device) -> Callable[..., torch.Tensor]:
-    """'auto' picks the fastest registered backend for the device; the rest must be registered."""
+    """'auto' picks the fastest registered backend for the device that is not excluded from
+    'auto'; the rest must be registered."""
     if name == "auto":
         for candidate in (f"fused_{device.type}", "fused", "reference"):
-            if candidate in BACKENDS:
+            if candidate in BACKENDS and candidate not in AUTO_EXCLUDED:
                 return BACKENDS[candidate]
     if name not in BACKENDS:
         raise ValueError(f"unknown LIF backend {name!r}; available: {', '.join(sorted(BACKENDS))} or 'auto'")

@@ -62,6 +62,7 @@ class Recipe:
     randaugment: str | None = None  # timm-style string, e.g. "rand-m9-n1-mstd0.4-inc1"
     random_erasing: float = 0.0
     amp: str = "off"
+    preprocess: str | None = None  # the named data preprocessing, for tasks offering a choice (NTU)
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class Task:
     """Base class of every task plugin. Subclasses set `config` and implement `build_real_dataset`."""
 
     config: ClassVar[TaskConfig]
+    preprocess_choices: ClassVar[tuple[str, ...]] = ()  # named data preprocessings; the recipe's is the default
 
     # -- declarative attributes, forwarded from the config -----------------------------------
     @property
@@ -167,6 +169,21 @@ class Task:
                 f"task {self.name!r} has no protocol {protocol!r}; valid protocols: {', '.join(self.protocols)}"
             )
         return protocol
+
+    def with_preprocess(self, preprocess: str | None) -> "Task":
+        """This task with the data preprocessing `preprocess` (None: the recipe's)."""
+        if preprocess is None or preprocess == self.recipe.preprocess:
+            return self
+        self.check_preprocess(preprocess)
+        return self._preprocessed(preprocess)
+
+    def check_preprocess(self, preprocess: str) -> None:
+        if preprocess not in self.preprocess_choices:
+            valid = f"valid: {', '.join(self.preprocess_choices)}" if self.preprocess_choices else "it offers no choice"
+            raise UnknownNameError(f"task {self.name!r} has no preprocessing {preprocess!r}; {valid}")
+
+    def _preprocessed(self, preprocess: str) -> "Task":
+        raise NotImplementedError(f"task {self.name!r} lists preprocessings but cannot switch them")
 
     def data_dir(self, data_root: str | os.PathLike | None = None) -> Path:
         return resolve_data_root(data_root) / (self.config.data_subdir or self.name)
@@ -207,10 +224,13 @@ class Task:
         augment: bool | None = None,
         seed: int = 0,
         synthetic_size: int | None = None,
+        preprocess: str | None = None,
     ):
-        """`data="synthetic"` gives the deterministic synthetic set; otherwise a data root (or None)."""
+        """`data="synthetic"` gives the deterministic synthetic set (generated at the model's input
+        shape, so `preprocess` is only checked); otherwise a data root (or None)."""
         if split not in ("train", "eval"):
             raise UnknownNameError(f"split {split!r} is not one of 'train', 'eval'")
+        task = self.with_preprocess(preprocess)
         protocol = self.resolve_protocol(protocol)
         time_steps = time_steps or self.recipe.time_steps
         if str(data) == "synthetic":
@@ -225,7 +245,7 @@ class Task:
                 seed=seed + (0 if split == "train" else 1_000_003),
                 class_seed=seed,
             )
-        return self.build_real_dataset(
+        return task.build_real_dataset(
             split,
             data_root=resolve_data_root(data),
             protocol=protocol,

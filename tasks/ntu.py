@@ -5,10 +5,19 @@ folder down (the official zips unpack to `nturgb+d_skeletons/` and, for NTU120,
 `nturgbd_skeletons_s018_to_s032/`). Samples on the official missing-skeleton list are excluded by
 name and counted; an NTU120 folder also works for ntu60 (setups 18+ and actions 61+ are left out).
 
-Pipeline: every file is parsed once (`ntu_skeleton`, compiled tokenizer), reduced to a clip of the
-two main bodies, centred and resampled to `extra.frames` frames (`ntu_preprocess`), and stored in a
-memory-mapped cache with a manifest (`ntu_cache`); datasets of both splits and every protocol read
-that one cache. Each sample then becomes a Spikformer input (`ntu_encode`).
+Pipeline: every file is parsed once (`ntu_skeleton`, compiled tokenizer), preprocessed, and stored
+in a memory-mapped cache with a manifest (`ntu_cache`); datasets of both splits and every protocol
+read that one cache. Each sample then becomes a Spikformer input (`ntu_encode`). Two preprocessings
+(`recipe.preprocess`, `--preprocess`), each with its own cache; both feed the encoder a clip of
+`extra.frames` = 64 frames x 2 bodies x 25 joints x (x, y, z) in metres, origin at the spine-middle
+joint of the main actor in the first frame:
+- `suite` (the default, `ntu_preprocess`): the two most moving bodies (per-joint deviation over
+  time); the whole sequence resampled to 64 frames once, in the cache; training augmentation: a
+  yaw rotation within +-`augment_max_angle` degrees and a scaling within +-`augment_scale`.
+- `ctrgcn` (`ntu_ctrgcn`, for numbers comparable to the skeleton literature): CTR-GCN's denoising
+  (body length, spread and motion) and centring; the cache keeps the whole sequence and each read
+  takes CTR-GCN's crop resized to 64 frames (train: a random 50-100% crop, eval: the centre 95%);
+  training augmentation: CTR-GCN's random rotation about x, y and z within +-0.3 rad.
 
 Defaults and why (also recorded in ntu60.yaml / ntu120.yaml):
 - encoder `temporal`: T segments of the clip are the T time steps (sample `[T, 3, 16, 52]`), so the
@@ -23,6 +32,7 @@ Defaults and why (also recorded in ntu60.yaml / ntu120.yaml):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from pathlib import Path
@@ -32,9 +42,10 @@ import numpy as np
 
 from suite.errors import CorruptDataError, DataNotFoundError, PluginError
 from suite.task import Task, TaskConfig
-from tasks.ntu_cache import CacheSpec, SkeletonCache, SourceFile, ensure_cache
+from tasks.ntu_cache import PREPROCESSINGS, CacheSpec, SkeletonCache, SourceFile, ensure_cache
+from tasks.ntu_ctrgcn import MAX_FRAMES, SLOTS, random_rotation
 from tasks.ntu_dataset import NTUSkeletonDataset
-from tasks.ntu_encode import ENCODERS, SkeletonEncoder
+from tasks.ntu_encode import ENCODERS, SkeletonEncoder, augment_clip
 from tasks.ntu_preprocess import COORDS
 from tasks.ntu_skeleton import JOINTS
 from tasks.ntu_splits import (
@@ -67,17 +78,32 @@ class NTUTask(Task):
     """Shared logic of NTU60 and NTU120; subclasses only set `config`."""
 
     config: ClassVar[TaskConfig]
+    preprocess_choices = PREPROCESSINGS
 
-    def __init__(self, encoder: str | None = None):
+    def __init__(self, encoder: str | None = None, preprocess: str | None = None):
         if encoder is not None and encoder != self.config.extra["encoder"]:
             self.config = _with_encoder(self.config, encoder)
+        if preprocess is not None and preprocess != self.preprocess:
+            self.check_preprocess(preprocess)
+            self.config = dataclasses.replace(
+                self.config, recipe=dataclasses.replace(self.config.recipe, preprocess=preprocess)
+            )
         _validate_extra(self.config)
 
-    # -- knobs from the YAML `extra:` block --------------------------------------------------
+    def _preprocessed(self, preprocess: str) -> "NTUTask":
+        return type(self)(encoder=self.config.extra["encoder"], preprocess=preprocess)
+
+    # -- knobs from the YAML `recipe:` and `extra:` blocks -----------------------------------
+    @property
+    def preprocess(self) -> str:
+        return self.config.recipe.preprocess
+
     @property
     def cache_spec(self) -> CacheSpec:
         extra = self.config.extra
-        return CacheSpec(frames=int(extra["frames"]), max_bodies=int(extra["max_bodies"]), dataset=self.name)
+        frames = int(extra["frames"]) if self.preprocess == "suite" else MAX_FRAMES
+        return CacheSpec(frames=frames, max_bodies=int(extra["max_bodies"]), dataset=self.name,
+                         preprocess=self.preprocess)
 
     def encoder(self) -> SkeletonEncoder:
         extra = self.config.extra
@@ -177,8 +203,9 @@ class NTUTask(Task):
                 f"to it{' (after skipping corrupt files)' if corrupt else ''}; the {protocol} protocol "
                 f"needs files of both splits (see tasks/ntu_splits.py)"
             )
-        log.info("%s: %d samples", where, len(rows))
+        log.info("%s: %d samples (%s preprocessing)", where, len(rows), self.preprocess)
         extra = self.config.extra
+        ctrgcn = self.preprocess == "ctrgcn"
         return NTUSkeletonDataset(
             clips_path=cache.clips_path,
             rows=np.asarray(rows),
@@ -186,14 +213,22 @@ class NTUTask(Task):
             names=names,
             encoder=self.encoder(),
             time_steps=time_steps,
-            augment={"max_angle": float(extra["augment_max_angle"]), "scale": float(extra["augment_scale"])}
-            if augment else None,
+            augment=self._augmentation() if augment else None,
+            frames=cache.frames()[rows] if ctrgcn else None,
+            window=int(extra["frames"]) if ctrgcn else None,
             skipped_names=[s["name"] for s in corrupt],
             excluded_missing=sum(
                 is_train(parse_sample_name(n), self.name, protocol) == (split == "train")
                 for n in scan.excluded_missing
             ),
         )
+
+    def _augmentation(self):
+        if self.preprocess == "ctrgcn":
+            return random_rotation
+        extra = self.config.extra
+        return functools.partial(augment_clip, max_angle=float(extra["augment_max_angle"]),
+                                 scale=float(extra["augment_scale"]))
 
     def _report_scan(self, scan: SourceScan, data_dir: Path) -> None:
         if scan.excluded_missing:
@@ -255,6 +290,11 @@ def _validate_extra(config: TaskConfig) -> None:
         problems.append(f"input_shape {list(config.input_shape)} should be {list(expected)} for encoder {encoder!r}")
     if config.sequence_input != (encoder == "temporal"):
         problems.append(f"sequence_input must be {encoder == 'temporal'} for encoder {encoder!r}")
+    preprocess = config.recipe.preprocess
+    if preprocess not in PREPROCESSINGS:
+        problems.append(f"recipe.preprocess {preprocess!r} is not one of {PREPROCESSINGS}")
+    elif preprocess == "ctrgcn" and bodies != SLOTS:
+        problems.append(f"extra.max_bodies {bodies}: the ctrgcn preprocessing has {SLOTS} body slots")
     if problems:
         raise PluginError(f"{origin}: " + "; ".join(problems))
 

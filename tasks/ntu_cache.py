@@ -4,7 +4,12 @@ Layout of one cache (`<data dir>/cache/<key>/`, key = hash of the preprocessing 
     clips.npy      float32 [samples, frames, bodies, 25, 3], row i belongs to manifest sample i
     labels.npy     int64 [samples], 0-based action labels
     manifest.json  settings, array shapes, and per sample: name, source path (relative to the data
-                   dir), size, mtime_ns, label, and the parse error if the file is corrupt
+                   dir), size, mtime_ns, label, frames (how many leading frames of its row hold data),
+                   and the parse error if the file is corrupt
+
+The settings name the preprocessing (`PREPROCESSINGS`): "suite" stores every sample resampled to
+`frames`; "ctrgcn" stores CTR-GCN's denoised, centred sequence at its own length, zero-padded to
+`frames` (its capacity, 300). Each gets its own key, so the two never mix.
 
 The cache is fresh when every source's path, size and mtime match the manifest. Otherwise it is
 rebuilt incrementally: unchanged samples are copied from the old arrays, only new or changed files
@@ -31,6 +36,7 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from suite.errors import CorruptDataError, SuiteError
+from tasks.ntu_ctrgcn import ctrgcn_sequence, fit_capacity
 from tasks.ntu_preprocess import COORDS, skeleton_to_clip
 from tasks.ntu_skeleton import JOINTS, read_skeleton
 
@@ -40,13 +46,19 @@ CACHE_VERSION = 1  # bump whenever the preprocessing output changes
 MANIFEST = "manifest.json"
 _IN_PROCESS_BELOW = 256  # fewer files: starting worker processes (~1-2 s) costs more than it saves
 _COPY_CHUNK = 2048
+PREPROCESSINGS = ("suite", "ctrgcn")  # tasks/ntu_preprocess.py, tasks/ntu_ctrgcn.py
 
 
 @dataclass(frozen=True)
 class CacheSpec:
-    frames: int
+    frames: int  # clip length ("suite") or capacity per sample ("ctrgcn")
     max_bodies: int
     dataset: str = "ntu"  # part of the key: ntu60 and ntu120 may share one folder (NTU60 is a subset)
+    preprocess: str = "suite"  # one of PREPROCESSINGS
+
+    def __post_init__(self):
+        if self.preprocess not in PREPROCESSINGS:
+            raise ValueError(f"preprocess {self.preprocess!r} is not one of {PREPROCESSINGS}")
 
     def key(self) -> str:
         settings = {"version": CACHE_VERSION, **asdict(self), "joints": JOINTS, "coords": COORDS}
@@ -87,6 +99,10 @@ class SkeletonCache:
 
     def labels(self) -> np.ndarray:
         return np.load(self.folder / self.manifest["labels"]["file"])
+
+    def frames(self) -> np.ndarray:
+        """int64 [samples]: the leading frames of each row that hold data (0 for a corrupt file)."""
+        return np.array([s["frames"] for s in self.samples], dtype=np.int64)
 
 
 def ensure_cache(
@@ -149,22 +165,23 @@ def _build(folder, sources, spec, old, workers, description) -> SkeletonCache:
     shape = (len(sources), *spec.clip_shape())
     clips = np.lib.format.open_memmap(staging / "clips.npy", mode="w+", dtype=np.float32, shape=shape)
     errors: list[str | None] = [None] * len(sources)
+    lengths = [0] * len(sources)
     if reusable:
-        _copy_rows(old, folder, clips, errors, reusable)
+        _copy_rows(old, folder, clips, errors, lengths, reusable)
     todo = [row for row in range(len(sources)) if row not in reusable]
     log.info(
         "%s: preprocessing %d skeleton files into %s (%d reused from the previous cache)",
         description, len(todo), folder, len(reusable),
     )
     results = _process_all([sources[r].path for r in todo], spec, workers, description)
-    for row, (clip, error) in zip(todo, results, strict=True):
+    for row, (clip, length, error) in zip(todo, results, strict=True):
         if clip is not None:
             clips[row] = clip
-        errors[row] = error
+        errors[row], lengths[row] = error, length
     clips.flush()
     del clips
     np.save(staging / "labels.npy", np.array([s.label for s in sources], dtype=np.int64))
-    manifest = _manifest(sources, spec, shape, errors)
+    manifest = _manifest(sources, spec, shape, errors, lengths)
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
     _swap_in(staging, folder)
     corrupt = sum(e is not None for e in errors)
@@ -188,21 +205,21 @@ def _reusable_rows(old: dict | None, sources, spec) -> dict[int, int]:
     return reusable
 
 
-def _copy_rows(old: dict, folder: Path, clips: np.ndarray, errors: list, reusable: dict[int, int]) -> None:
+def _copy_rows(old: dict, folder: Path, clips: np.ndarray, errors: list, lengths: list, reusable: dict[int, int]) -> None:
     old_clips = np.load(folder / old["clips"]["file"], mmap_mode="r")
     pairs = sorted(reusable.items())
     for begin in range(0, len(pairs), _COPY_CHUNK):
         new_rows, old_rows = zip(*pairs[begin : begin + _COPY_CHUNK])
         clips[list(new_rows)] = old_clips[list(old_rows)]
     for new_row, old_row in pairs:
-        errors[new_row] = old["samples"][old_row]["error"]
+        errors[new_row], lengths[new_row] = old["samples"][old_row]["error"], old["samples"][old_row]["frames"]
 
 
 def _process_all(paths: list[Path], spec: CacheSpec, workers: int | None, description: str):
-    """(clip, error message) per path, in order."""
+    """(clip, frames, error message) per path, in order."""
     workers = workers or os.cpu_count() or 1
     progress = tqdm(total=len(paths), desc=f"{description}: preprocessing", unit="file", leave=False)
-    jobs = [(str(path), spec.frames, spec.max_bodies) for path in paths]
+    jobs = [(str(path), spec) for path in paths]
     with progress:
         if workers == 1 or len(paths) < _IN_PROCESS_BELOW:
             for job in jobs:
@@ -221,15 +238,18 @@ def _process_all(paths: list[Path], spec: CacheSpec, workers: int | None, descri
                 progress.update()
 
 
-def _process_one(job: tuple[str, int, int]) -> tuple[np.ndarray | None, str | None]:
-    path, frames, max_bodies = job
+def _process_one(job: tuple[str, CacheSpec]) -> tuple[np.ndarray | None, int, str | None]:
+    path, spec = job
     try:
-        return skeleton_to_clip(read_skeleton(path), frames, max_bodies, source=path), None
+        skeleton = read_skeleton(path)
+        if spec.preprocess == "ctrgcn":
+            return *fit_capacity(ctrgcn_sequence(skeleton, source=path), spec.frames), None
+        return skeleton_to_clip(skeleton, spec.frames, spec.max_bodies, source=path), spec.frames, None
     except CorruptDataError as err:
-        return None, str(err)
+        return None, 0, str(err)
 
 
-def _manifest(sources, spec, shape, errors) -> dict:
+def _manifest(sources, spec, shape, errors, lengths) -> dict:
     return {
         "format": "spikformer-suite NTU skeleton cache",
         "version": CACHE_VERSION,
@@ -240,8 +260,8 @@ def _manifest(sources, spec, shape, errors) -> dict:
         "labels": {"file": "labels.npy", "shape": [shape[0]], "dtype": "int64"},
         "samples": [
             {"name": s.name, "path": s.relpath, "size": s.size, "mtime_ns": s.mtime_ns, "label": s.label,
-             "error": error}
-            for s, error in zip(sources, errors)
+             "frames": length, "error": error}
+            for s, error, length in zip(sources, errors, lengths)
         ],
     }
 

@@ -28,7 +28,7 @@ COORDS = 3
 
 def skeleton_to_clip(skeleton: SkeletonFile, frames: int, max_bodies: int, source: str = "") -> np.ndarray:
     """The fixed-size clip of one file; a file with no body in any frame raises CorruptDataError."""
-    tracks = _tracks(skeleton)  # [n_tracks, file_frames, 25, 3], present mask [n_tracks, file_frames]
+    tracks = body_tracks(skeleton)  # [n_tracks, file_frames, 25, 3], present mask [n_tracks, file_frames]
     if tracks is None:
         raise CorruptDataError(
             f"{source or skeleton.name}: no body in any of its {skeleton.num_frames} frames; samples like "
@@ -47,7 +47,9 @@ def skeleton_to_clip(skeleton: SkeletonFile, frames: int, max_bodies: int, sourc
     return out
 
 
-def _tracks(skeleton: SkeletonFile):
+def body_tracks(skeleton: SkeletonFile):
+    """Per body ID (in ID order): xyz `[n_ids, file_frames, 25, 3]` float64 and presence
+    `[n_ids, file_frames]`, or None for a file without bodies."""
     if skeleton.num_records == 0:
         return None
     ids, track_of_record = np.unique(skeleton.body_ids, return_inverse=True)

@@ -47,6 +47,7 @@ VALUE_FLAGS = {
     "--mixup": ("mixup", "ALPHA", "mixup alpha (0 disables)"),
     "--cutmix": ("cutmix", "ALPHA", "cutmix alpha (0 disables)"),
     "--time-steps": ("time_steps", "T", "simulation time steps T"),
+    "--preprocess": ("preprocess", "NAME", "the task's data preprocessing, e.g. ntu60: suite or ctrgcn (default: the recipe's)"),
     "--workers": ("workers", "N", "Ray Train workers (default 1)"),
     "--cpus-per-worker": ("cpus_per_worker", "N", "CPUs (and torch threads) per worker; 0: share this machine's CPUs"),
     "--gpus-per-worker": ("gpus_per_worker", "G", "GPUs per worker (0: CPU training with gloo; >0: CUDA with nccl)"),

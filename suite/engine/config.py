@@ -58,6 +58,7 @@ class RunSettings:
     amp: str
     optimizer: str
     schedule: str
+    preprocess: str | None = None  # the task's named data preprocessing (NTU: suite | ctrgcn); None: no choice
     seed: int = 0
     synthetic_size: int | None = None  # samples per split; None: the task's default
     workers: int = 1
@@ -98,7 +99,7 @@ FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RunSettings))
 RECIPE_FIELDS = (
     "model", "time_steps", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "min_lr",
     "warmup_lr", "label_smoothing", "mixup", "cutmix", "mixup_prob", "mixup_switch_prob", "amp",
-    "optimizer", "schedule",
+    "optimizer", "schedule", "preprocess",
 )
 
 
@@ -175,6 +176,11 @@ def resolve_settings(
             continue
         checked[name] = _check(name, values.get(name), layers)
     checked["protocol"] = task.resolve_protocol(checked["protocol"])
+    if checked["preprocess"] is not None:
+        try:
+            task.check_preprocess(checked["preprocess"])
+        except UsageError as err:
+            raise UsageError(f"{layers.where('preprocess')}: {err}") from None
     checked["tracking_uri"] = resolve_tracking_uri(checked["tracking_uri"])
     settings = RunSettings(**checked)
     _check_combinations(settings, layers)
@@ -223,7 +229,7 @@ def _check(name: str, value: Any, layers: _Layers) -> Any:
         if not isinstance(value, str) or not value.strip():
             raise UsageError(f"{where} must be a non-empty name, got {value!r}")
         return value.strip()
-    if name in ("protocol", "address"):
+    if name in ("protocol", "address", "preprocess"):
         return None if value in (None, "") else str(value)
     if name == "tracking_uri":
         return "" if value is None else str(value)

@@ -202,7 +202,7 @@ def _datasets(task, settings: RunSettings, rank: int, world_size: int):
         return task.build_dataset(
             split, data=settings.data, protocol=settings.protocol, time_steps=settings.time_steps,
             download=settings.download, skip_corrupt=settings.skip_corrupt, seed=settings.seed,
-            synthetic_size=settings.synthetic_size,
+            synthetic_size=settings.synthetic_size, preprocess=settings.preprocess,
         )
 
     if settings.download and world_size > 1:

@@ -161,7 +161,7 @@ def resize_frames(sequence: np.ndarray, frames: int) -> np.ndarray:
     """`[T, ...]` -> `[frames, ...]` by linear interpolation in time with half-pixel centres (torch's
     F.interpolate, align_corners=False: it resamples up and down)."""
     length = sequence.shape[0]
-    series = torch.from_numpy(np.ascontiguousarray(sequence, dtype=np.float32)).reshape(length, -1).T
+    series = torch.from_numpy(np.array(sequence, dtype=np.float32)).reshape(length, -1).T  # a copy: maps are read-only
     resized = F.interpolate(series[None], size=frames, mode="linear", align_corners=False)[0]
     return np.ascontiguousarray(resized.T.reshape(frames, *sequence.shape[1:]).numpy())
 

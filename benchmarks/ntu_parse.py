@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tasks.ntu_cache import CacheSpec, SourceFile, _process_one, ensure_cache  # noqa: E402
+from tasks.ntu_ctrgcn import MAX_FRAMES  # noqa: E402
 from tasks.ntu_skeleton import read_skeleton  # noqa: E402
 from tasks.ntu_splits import parse_sample_name  # noqa: E402
 
@@ -128,9 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("reference-style line parser", 1, reference, 1.0))
         rows.append(("tasks.ntu_skeleton (fast)", 1, fast, reference / fast))
 
-        jobs = [(str(p), 64, 2) for p in paths]
+        jobs = [(str(p), CacheSpec(frames=64, max_bodies=2)) for p in paths]
         serial = best_time(lambda: [_process_one(job) for job in jobs], args.repeats)
         rows.append(("parse + preprocess", 1, serial, None))
+        ctrgcn = CacheSpec(frames=MAX_FRAMES, max_bodies=2, preprocess="ctrgcn")
+        serial = best_time(lambda: [_process_one((path, ctrgcn)) for path, _ in jobs], args.repeats)
+        rows.append(("parse + preprocess (ctrgcn)", 1, serial, None))
         context = multiprocessing.get_context()  # the start method tasks.ntu_cache uses
         for workers in sorted(set(args.workers) - {1}):
             with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:

@@ -158,8 +158,8 @@ def crop_bounds(frames: int, train: bool, generator: torch.Generator | None = No
 
 
 def resize_frames(sequence: np.ndarray, frames: int) -> np.ndarray:
-    """`[T, ...]` -> `[frames, ...]` by linear interpolation in time with half-pixel centres (torch's
-    F.interpolate, align_corners=False: it resamples up and down)."""
+    """`[T, ...]` -> `[frames, ...]` float32 by linear interpolation in time with half-pixel centres,
+    up or down (torch's F.interpolate, align_corners=False: along time, the feeder's bilinear call)."""
     length = sequence.shape[0]
     series = torch.from_numpy(np.array(sequence, dtype=np.float32)).reshape(length, -1).T  # a copy: maps are read-only
     resized = F.interpolate(series[None], size=frames, mode="linear", align_corners=False)[0]
@@ -187,4 +187,4 @@ def random_rotation(clip: np.ndarray, max_angle: float = ROTATION) -> np.ndarray
     """Step 5 on a clip `[frames, bodies, joints, 3]`: one rotation for the whole clip (absent,
     all-zero bodies stay zero). Draws from torch's global RNG, like `crop_bounds`."""
     angles = ((2 * torch.rand(3) - 1) * max_angle).tolist()
-    return clip @ rotation_matrix(angles).T
+    return (clip.reshape(-1, 3) @ rotation_matrix(angles).T).reshape(clip.shape)

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from ntu_fixtures import BODY_ID_BASE, NTU_SAMPLES, format_skeleton
+from real_samples import needs_real_samples
 
 from suite.engine.config import resolve_settings
 from suite.errors import CorruptDataError, UnknownNameError, UsageError
@@ -31,9 +32,7 @@ from tasks.ntu_ctrgcn import (
 from tasks.ntu_preprocess import SPINE_MID
 from tasks.ntu_skeleton import parse_skeleton_bytes, read_skeleton
 
-pytestmark = pytest.mark.skipif(
-    not NTU_SAMPLES.is_dir(), reason=f"real NTU sample files not found at {NTU_SAMPLES} (shared/ is absent)"
-)
+needs_samples = needs_real_samples("ntu")
 TWO_ACTORS = "S001C003P008R002A058"  # 70 frames, both bodies in every frame
 ACTOR_734, ACTOR_738 = 72057594037944734, 72057594037944738  # 738 is listed first in every frame
 # name -> frames with a body (the file's frame count minus leading empty frames)
@@ -54,6 +53,7 @@ def _pooled_variance(xyz: np.ndarray) -> float:
 
 
 # -- once per file: denoise and centre ----------------------------------------------------------------
+@needs_samples
 def test_two_actor_file_keeps_both_bodies_the_more_moving_one_first():
     skeleton = _real(TWO_ACTORS)
     a734, a738 = _body(skeleton, ACTOR_734), _body(skeleton, ACTOR_738)
@@ -77,6 +77,7 @@ def _two_actors_plus(noise: list[tuple[int, np.ndarray, range]]) -> bytes:
     return format_skeleton(frames)
 
 
+@needs_samples
 def test_denoising_removes_short_and_wide_bodies_added_to_a_real_file():
     skeleton = _real(TWO_ACTORS)
     joints = skeleton.joints[skeleton.body_ids == ACTOR_738]
@@ -97,6 +98,7 @@ def test_denoising_removes_short_and_wide_bodies_added_to_a_real_file():
     assert not kept[:, 1].any()
 
 
+@needs_samples
 def test_a_second_id_of_the_same_person_joins_actor_one():
     """The first actor's track split in two IDs (frames 0-39, 40-69): both halves fill slot 0."""
     skeleton = _real(TWO_ACTORS)
@@ -108,6 +110,7 @@ def test_a_second_id_of_the_same_person_joins_actor_one():
     np.testing.assert_array_equal(split, whole)
 
 
+@needs_samples
 @pytest.mark.parametrize("name", ["S001C001P001R001A001", "S003C001P015R001A034"])
 def test_single_body_file_is_centred_on_its_first_spine_middle(name):
     skeleton = _real(name)
@@ -118,6 +121,7 @@ def test_single_body_file_is_centred_on_its_first_spine_middle(name):
     np.testing.assert_allclose(sequence[:, 0], body - body[0, SPINE_MID], atol=1e-6)
 
 
+@needs_samples
 def test_leading_empty_frames_are_dropped_and_bodiless_files_rejected():
     skeleton = _real("S001C003P006R002A008")  # 55 empty frames, then 24 with the actor
     sequence = ctrgcn_sequence(skeleton)
@@ -127,6 +131,7 @@ def test_leading_empty_frames_are_dropped_and_bodiless_files_rejected():
         ctrgcn_sequence(_real("S001C003P005R002A004"))
 
 
+@needs_samples
 def test_capacity_pads_and_resamples_longer_sequences():
     sequence = ctrgcn_sequence(_real("S001C001P001R001A001"))
     padded, length = fit_capacity(sequence)
@@ -163,6 +168,7 @@ def test_short_sequence_is_taken_whole_and_eval_crop_is_the_centre_95_percent():
     assert crop_bounds(103, train=False) == (2, 99) and crop_bounds(300, train=False) == (7, 286)
 
 
+@needs_samples
 @pytest.mark.parametrize("length", [24, 64, 103, 300])
 def test_resize_is_the_feeders_bilinear_interpolation_in_time(length):
     sequence = ctrgcn_sequence(_real("S001C001P001R001A001"))
@@ -178,6 +184,7 @@ def test_resize_is_the_feeders_bilinear_interpolation_in_time(length):
     np.testing.assert_allclose(resized.reshape(64, -1), by_hand, atol=1e-5)
 
 
+@needs_samples
 def test_rotation_is_proper_and_keeps_absent_bodies_zero():
     quarter = rotation_matrix([0.0, 0.0, math.pi / 2])  # about z: x -> y
     np.testing.assert_allclose(quarter @ [1, 0, 0], [0, 1, 0], atol=1e-7)
@@ -209,6 +216,7 @@ def real_root(tmp_path_factory):
     return root
 
 
+@needs_samples
 def test_the_two_preprocessings_keep_separate_caches(real_root):
     suite_set = NTU60().build_dataset("train", data=real_root, augment=False)
     ctrgcn_set = NTU60(preprocess="ctrgcn").build_dataset("train", data=real_root, augment=False)
@@ -227,6 +235,7 @@ def test_the_two_preprocessings_keep_separate_caches(real_root):
     assert x_suite.shape == x_ctrgcn.shape == (4, 3, 16, 52) and not torch.equal(x_suite, x_ctrgcn)
 
 
+@needs_samples
 def test_ctrgcn_samples_are_the_crop_of_the_cached_sequence(real_root):
     task = get_task("ntu60")
     evaluation = task.build_dataset("eval", data=real_root, protocol="xview", preprocess="ctrgcn")
@@ -262,6 +271,7 @@ def test_run_settings_carry_the_preprocessing():
         resolve_settings("cifar10", {"data": "synthetic", "preprocess": "ctrgcn"})
 
 
+@needs_samples
 def test_a_run_on_the_real_samples_trains_with_ctrgcn(real_root, tmp_path, monkeypatch, capsys):
     """`suite run --preprocess ctrgcn` end to end: embedded Ray, the real files, an MLflow run."""
     from suite import schema, tracking

@@ -33,8 +33,8 @@ Where this differs from the scripts, and why:
   another from its first appearance, which shifts a body that vanishes and comes back;
 - "absent" means no record for the body in that frame, not coordinates summing to exactly 0;
 - a file whose every body is short keeps them all (the scripts would stop on it; NTU has none);
-- the motion-range filter (denoising_by_motion, 0.089925..2) is defined in the scripts but never
-  called, so it is not applied here either;
+- the motion-range filter (denoising_by_motion, 0.089925..2) and the per-frame spine scaling
+  (frame_translation) are defined in the scripts but never called, so neither is applied here;
 - the cache keeps at most `MAX_FRAMES` = 300 frames per sample, NTU's longest sequence (the scripts
   pad every sample to the data set's maximum, 300); a longer file is resampled to 300 frames.
 """

@@ -265,6 +265,9 @@ def test_run_settings_carry_the_preprocessing():
     assert resolve_settings("ntu60", {"data": "synthetic"}).preprocess == "suite"
     assert resolve_settings("ntu120", {"data": "synthetic", "preprocess": "ctrgcn"}).preprocess == "ctrgcn"
     assert resolve_settings("cifar10", {"data": "synthetic"}).preprocess is None
+    # synthetic clips are generated at the model's input shape, which both preprocessings share
+    synthetic = get_task("ntu60").build_dataset("train", data="synthetic", preprocess="ctrgcn", synthetic_size=2)
+    assert synthetic[0][0].shape == (4, 3, 16, 52)
     with pytest.raises(UsageError, match="^--preprocess: task 'ntu60' has no preprocessing 'x'; valid: suite, ctrgcn$"):
         resolve_settings("ntu60", {"data": "synthetic", "preprocess": "x"})
     with pytest.raises(UsageError, match="^--preprocess: task 'cifar10' has no preprocessing 'ctrgcn'"):

@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from suite.bench.rates import flops_per_sample, matmul_gflops
 from suite.bench.runner import format_report, merge_rounds, run_worker
 from suite.bench.spec import BenchSpec
+from suite.bench.timing import time_call
 from suite.errors import SuiteError
 
 RESULT_FIELDS = {
@@ -36,6 +39,7 @@ def test_bench_compare_spikingjelly_both_modes_writes_the_json_report(tmp_path):
     report = json.loads(out.read_text())
     assert report["model"] == "spikformer-1-32" and report["compare"] == ["spikingjelly"]
     assert report["machine"]["threads"] == 1
+    assert report["machine"]["device"] == "cpu" and report["machine"]["gpu"] is None
     assert report["matmul_gflops"]["fp32"] > 0
     assert set(report["modes"]) == {"train", "infer"}
     for mode, entry in report["modes"].items():
@@ -45,6 +49,7 @@ def test_bench_compare_spikingjelly_both_modes_writes_the_json_report(tmp_path):
             assert result["mode"] == mode and result["batch_size"] == 2 and result["threads"] == 1
             assert result["samples_per_s"] > 0 and result["peak_mem_mb"] >= 0 and result["peak_rss_mb"] > 100
             assert result["achieved_gflops"] > 0 and 0 < result["share_of_matmul"]
+            assert result["peak_mem_mb"] == result["peak_host_mem_mb"] and "peak_cuda_mem_mb" not in result
         assert suite["params"] > 0 and peer["params"] > 0
         assert suite["flops_per_sample"] == peer["flops_per_sample"]  # both credited the same work
         ratio = entry["ratios"]["spikingjelly"]
@@ -82,6 +87,7 @@ def test_a_failing_worker_raises_a_suite_error_naming_the_configuration():
         (["--json", "/nonexistent-folder/x.json"], "does not exist"),
         (["--batch-size", "0"], "must be >= 1"),
         (["--amp", "fp16"], "invalid choice"),
+        (["--device", "tpu"], "invalid choice"),
     ],
 )
 def test_bad_arguments_fail_fast_with_a_clear_message(args, message):
@@ -97,6 +103,42 @@ def test_bench_spec_rejects_bad_values_and_round_trips_json():
         BenchSpec(impl="suite", model="m", task="t", mode="eval", batch_size=1)
     with pytest.raises(ValueError, match="batch size"):
         BenchSpec(impl="suite", model="m", task="t", mode="train", batch_size=0)
+    with pytest.raises(ValueError, match="device 'tpu' not in"):
+        BenchSpec(impl="suite", model="m", task="t", mode="train", batch_size=1, device="tpu")
+    assert BenchSpec.from_json(BenchSpec(**{**dataclasses.asdict(spec), "device": "cuda"}).to_json()).device == "cuda"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_device_cuda_without_cuda_fails_in_one_line_before_any_work():
+    proc = run_cli("--device", "cuda", timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "python -m suite bench: error: --device cuda: device 'cuda' requested but torch.cuda.is_available() "
+        "is False on this machine"
+    ]
+
+
+def test_cpu_steps_are_timed_on_the_host_clock():
+    calls = []
+    seconds = time_call(lambda: calls.append(sum(range(10000))), "cpu")
+    assert calls == [sum(range(10000))] and 0 < seconds < 60
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bench_on_cuda_times_with_events_and_reports_cuda_memory(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = run_cli(
+        "--model", "spikformer-1-32", "--task", "cifar10", "--mode", "both", "--compare", "spikingjelly",
+        "--device", "cuda", "--batch-size", "4", "--steps", "2", "--warmup", "1", "--json", str(out),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["machine"]["device"] == "cuda" and report["machine"]["gpu"]
+    for entry in report["modes"].values():
+        for result in entry["results"].values():
+            assert result["peak_mem_mb"] == result["peak_cuda_mem_mb"] > 0 and result["samples_per_s"] > 0
+    assert "CUDA events" in proc.stdout
 
 
 def test_report_table_shows_each_run_and_the_ratio():

@@ -285,6 +285,7 @@ def test_triton_module_refuses_cpu_tensors():
         triton_lif.lif_triton(torch.zeros(2, 3), 2.0, 1.0, 4.0)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("v_threshold", [1.0, 0.5])
 def test_triton_lif_matches_reference_on_cuda(v_threshold):

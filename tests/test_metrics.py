@@ -306,6 +306,7 @@ def test_a_product_computed_with_einsum_is_reported_not_silently_counted(caplog)
     assert "einsum is not counted" in caplog.text
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_counting_on_cuda_never_synchronises_and_matches_cpu(model):
     x = torch.randn(2, 3, 32, 32)

@@ -11,29 +11,26 @@ from __future__ import annotations
 import dataclasses
 import logging
 import statistics
-import time
 
 import torch
 
 from suite.bench.spec import BenchSpec
+from suite.bench.timing import time_call
 
 log = logging.getLogger(__name__)
 
 AMP_DTYPES = {"off": torch.float32, "bf16": torch.bfloat16}
 
 
-def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, reps: int = 5) -> float:
-    """Median GFLOP/s of an n x n x n matmul with the current torch thread count."""
+def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, reps: int = 5, device: str = "cpu") -> float:
+    """Median GFLOP/s of an n x n x n matmul on `device` (on CPU with the current torch thread
+    count)."""
     generator = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=generator).to(dtype)
-    b = torch.randn(n, n, generator=generator).to(dtype)
-    out = torch.empty(n, n, dtype=dtype)
-    torch.mm(a, b, out=out)  # warm-up: thread pool, packing buffers
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        torch.mm(a, b, out=out)
-        times.append(time.perf_counter() - t0)
+    a = torch.randn(n, n, generator=generator).to(dtype).to(device)
+    b = torch.randn(n, n, generator=generator).to(dtype).to(device)
+    out = torch.empty(n, n, dtype=dtype, device=device)
+    torch.mm(a, b, out=out)  # warm-up: thread pool, packing buffers, cuBLAS handles
+    times = [time_call(lambda: torch.mm(a, b, out=out), device) for _ in range(reps)]
     return 2 * n**3 / statistics.median(times) / 1e9
 
 

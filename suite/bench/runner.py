@@ -43,8 +43,10 @@ def run_worker(spec: BenchSpec, timeout_s: float | None = None) -> dict:
     return result
 
 
-def machine_info(threads: int) -> dict:
+def machine_info(threads: int, device: str = "cpu") -> dict:
     return {
+        "device": device,
+        "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
@@ -98,24 +100,25 @@ def run_bench(
     channels_last: bool = True,
     worker_timeout_s: float | None = None,
     rounds: int = 1,
+    device: str = "cpu",
 ) -> dict:
     """The whole comparison as one JSON-ready dict: machine, matmul rates, per-mode results."""
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     report = {
         "model": model, "task": task, "amp": amp, "compare": list(compare),
-        "machine": machine_info(threads), "modes": {},
+        "machine": machine_info(threads, device), "modes": {},
     }
-    report["matmul_gflops"] = {"fp32": rates.matmul_gflops(torch.float32)}
+    report["matmul_gflops"] = {"fp32": rates.matmul_gflops(torch.float32, device=device)}
     if amp == "bf16":
-        report["matmul_gflops"]["bf16"] = rates.matmul_gflops(torch.bfloat16)
+        report["matmul_gflops"]["bf16"] = rates.matmul_gflops(torch.bfloat16, device=device)
     rate = report["matmul_gflops"]["bf16" if amp == "bf16" else "fp32"]
     for mode in modes:
         specs = [
             BenchSpec(
                 impl=impl, model=model, task=task, mode=mode, batch_size=batch_size or DEFAULT_BATCH[mode],
                 amp=amp, time_steps=time_steps, steps=steps, warmup=warmup, threads=threads,
-                fold_bn=fold_bn, channels_last=channels_last,
+                fold_bn=fold_bn, channels_last=channels_last, device=device,
             )
             for impl in ("suite", *compare)
         ]
@@ -143,6 +146,8 @@ def format_report(report: dict) -> str:
     load = f"; load average at start {m['load_avg_1m']:.2f}" if m["load_avg_1m"] is not None else ""
     if m.get("load_avg_1m_end") is not None:
         load += f", at end {m['load_avg_1m_end']:.2f}"
+    if m.get("gpu"):
+        load += f"; on {m['gpu']}, steps timed with CUDA events, peak MB from the CUDA allocator"
     lines = [
         f"{report['model']} on {report['task']} shapes, amp {report['amp']}, {m['threads']} threads "
         f"({m['cpu_capability']}), torch {m['torch']}; matmul rate: {rates_line}{load}",

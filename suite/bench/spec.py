@@ -9,6 +9,7 @@ from dataclasses import dataclass
 IMPLEMENTATIONS = ("suite", "spikingjelly")
 MODES = ("train", "infer")
 AMP_MODES = ("off", "bf16")
+DEVICES = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -18,13 +19,14 @@ class BenchSpec:
     task: str
     mode: str  # "train": forward + backward + AdamW step; "infer": forward under inference_mode
     batch_size: int
-    amp: str = "off"  # "bf16": CPU autocast for both implementations alike
+    amp: str = "off"  # "bf16": autocast on the device for both implementations alike
     time_steps: int | None = None  # None: the task recipe's T
     steps: int = 5  # timed steps; the median is reported
     warmup: int = 2  # untimed steps first (allocator, oneDNN primitive cache, torch.compile)
     threads: int = 0  # torch intra-op threads; 0: torch's default for this machine
     fold_bn: bool = True  # suite inference: fold BatchNorm into the preceding conv/linear
     channels_last: bool = True  # suite: channels-last convolution weights and activations
+    device: str = "cpu"  # "cuda": model and batch on the GPU, steps timed with CUDA events
 
     def __post_init__(self) -> None:
         checks = [
@@ -35,6 +37,7 @@ class BenchSpec:
             (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
             (self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}"),
             (self.threads >= 0, f"threads must be >= 0, got {self.threads}"),
+            (self.device in DEVICES, f"device {self.device!r} not in {DEVICES}"),
         ]
         problems = [msg for ok, msg in checks if not ok]
         if problems:

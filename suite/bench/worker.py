@@ -1,8 +1,10 @@
 """One benchmark configuration in its own process: `python -m suite.bench.worker '<spec json>'`.
 
-Prints one JSON line on stdout: the result, or {"error": ...} with exit code 1. Peak memory is
-this process's peak resident set size minus its size after the imports, so it counts the model,
-optimizer state, activations and workspace of this configuration and not the libraries.
+Prints one JSON line on stdout: the result, or {"error": ...} with exit code 1. Peak memory on
+CPU is this process's peak resident set size minus its size after the imports, so it counts the
+model, optimizer state, activations and workspace of this configuration and not the libraries; on
+CUDA it is the CUDA allocator's peak above its size after the imports (the host figure is kept
+as peak_host_mem_mb). On CUDA each step is timed with CUDA events (suite.bench.timing).
 """
 
 from __future__ import annotations
@@ -54,24 +56,39 @@ def measure(spec) -> dict:
     import torch
     from tqdm import tqdm
 
+    from suite.bench.timing import require_device, time_call
     from suite.bench.workloads import build_workload
 
+    require_device(spec.device)
     if spec.threads:
         torch.set_num_threads(spec.threads)
     preload(spec.impl)
+    cuda = spec.device == "cuda"
+    if cuda:  # CUDA context and allocator up before the baselines
+        torch.cuda.init()
+        torch.cuda.reset_peak_memory_stats()
+        cuda_baseline = torch.cuda.memory_allocated()
     baseline = memory_baseline()
     workload = build_workload(spec)
     label = f"{spec.impl} {spec.mode}"
     start = time.perf_counter()
     for _ in tqdm(range(spec.warmup), desc=f"{label} warm-up", leave=False, file=sys.stderr):
         workload.step()
+    if cuda:
+        torch.cuda.synchronize()
     warmup_s = time.perf_counter() - start
-    times = []
-    for _ in tqdm(range(spec.steps), desc=label, leave=False, file=sys.stderr):
-        t0 = time.perf_counter()
-        workload.step()
-        times.append(time.perf_counter() - t0)
+    times = [
+        time_call(workload.step, spec.device)
+        for _ in tqdm(range(spec.steps), desc=label, leave=False, file=sys.stderr)
+    ]
     step_s = statistics.median(times)
+    device_memory = {}
+    if cuda:  # the peak the CUDA allocator saw above the baseline: model, optimizer, activations
+        device_memory = {
+            "device": torch.cuda.get_device_name(),
+            "peak_cuda_mem_mb": (torch.cuda.max_memory_allocated() - cuda_baseline) / 2**20,
+        }
+    host_peak_mb = (max_rss_bytes() - baseline) / 2**20
     return {
         "impl": spec.impl,
         "mode": spec.mode,
@@ -84,10 +101,12 @@ def measure(spec) -> dict:
         "step_s": step_s,
         "step_s_all": times,
         "samples_per_s": spec.batch_size / step_s,
-        "peak_mem_mb": (max_rss_bytes() - baseline) / 2**20,
+        "peak_mem_mb": device_memory["peak_cuda_mem_mb"] if cuda else host_peak_mb,
+        "peak_host_mem_mb": host_peak_mb,
         "baseline_mem_mb": baseline / 2**20,
         "peak_rss_mb": max_rss_bytes() / 2**20,
         "params": sum(p.numel() for p in workload.model.parameters()),
+        **device_memory,
         **workload.details,
     }
 

@@ -43,7 +43,7 @@ def synthetic_batch(spec: BenchSpec) -> tuple[torch.Tensor, torch.Tensor]:
 
 def autocast(spec: BenchSpec):
     if spec.amp == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(spec.device, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -94,7 +94,8 @@ def build_spikingjelly_model(spec: BenchSpec) -> tuple[torch.nn.Module, Callable
 def build_workload(spec: BenchSpec) -> Workload:
     builder = build_suite_model if spec.impl == "suite" else build_spikingjelly_model
     model, forward, details = builder(spec)
-    x, y = synthetic_batch(spec)
+    model.to(spec.device)
+    x, y = (t.to(spec.device) for t in synthetic_batch(spec))
 
     if spec.mode == "infer":
         model.eval()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from suite.bench.spec import DEVICES
+
 
 def _positive(value: str) -> int:
     number = int(value)
@@ -32,7 +34,9 @@ def register(subparsers) -> None:
     p.add_argument("--task", default="cifar10", help="task whose input shapes and classes to use (default: %(default)s)")
     p.add_argument("--batch-size", type=_positive, default=None,
                    help="batch size (default: 32 for train, 64 for infer)")
-    p.add_argument("--amp", choices=("off", "bf16"), default="off", help="CPU autocast (default: %(default)s)")
+    p.add_argument("--amp", choices=("off", "bf16"), default="off", help="autocast on the device (default: %(default)s)")
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="where both implementations run; cuda times steps with CUDA events (default: %(default)s)")
     p.add_argument("--mode", choices=("train", "infer", "both"), default="train", help="(default: %(default)s)")
     p.add_argument("--compare", choices=("spikingjelly",), action="append", default=[],
                    help="also run this peer implementation and print the ratios")
@@ -59,6 +63,12 @@ def run(args) -> int:
     from suite.models import model_config
     from suite.task_registry import get_task
 
+    from suite.bench.timing import require_device
+
+    try:
+        require_device(args.device)
+    except ValueError as err:
+        raise UsageError(f"--device {args.device}: {err}") from err
     task = get_task(args.task)  # unknown names fail here, before any process starts
     model_config(args.model, **task.model_kwargs(args.time_steps))
     if args.json:
@@ -76,7 +86,7 @@ def run(args) -> int:
         model=args.model, task=args.task, modes=modes, amp=args.amp, batch_size=args.batch_size,
         compare=tuple(dict.fromkeys(args.compare)), steps=args.steps, warmup=args.warmup, threads=args.threads,
         time_steps=args.time_steps, fold_bn=not args.no_fold_bn, channels_last=not args.no_channels_last,
-        rounds=args.rounds,
+        rounds=args.rounds, device=args.device,
     )
     print(format_report(report))
     if args.json:

@@ -4,23 +4,43 @@ Written from reading ZK-Zhou/spikformer's cifar10, imagenet and cifar10dvs model
 state_dict with the *official* key names and shapes, follows each flavour's own tensor layout and
 operation order (BatchNorm1d on transposed tokens for cifar10, Conv1d/Conv2d 1x1 for the others,
 (QK^T)V vs Q(K^TV)), and uses spikingjelly 2.0's LIFNode for every neuron. BatchNorm runs in eval
-mode. Tests compare the suite's model against it after `load_official_state_dict`.
+mode. Tests compare the suite's model against it after `load_official_state_dict`;
+`recording_firing_rates()` collects each neuron layer's firing rate, so a test can check that the
+comparison is not between two silent networks.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from spikingjelly.activation_based import neuron, surrogate
 
 FLAVOURS = ("cifar10", "imagenet", "cifar10dvs")
+_firing_rates: list[list[float]] = []  # the lists of the open `recording_firing_rates()` blocks
+
+
+@contextmanager
+def recording_firing_rates() -> Iterator[list[float]]:
+    """Inside the block, every LIF layer call appends its output's mean (spikes per neuron and step)."""
+    rates: list[float] = []
+    _firing_rates.append(rates)
+    try:
+        yield rates
+    finally:
+        _firing_rates.remove(rates)
 
 
 def lif(x: torch.Tensor, v_threshold: float = 1.0) -> torch.Tensor:
     node = neuron.LIFNode(
         tau=2.0, v_threshold=v_threshold, detach_reset=True, step_mode="m", surrogate_function=surrogate.Sigmoid(alpha=4.0)
     )
-    return node(x)  # a fresh node per call: no state carried between calls
+    spikes = node(x)  # a fresh node per call: no state carried between calls
+    for rates in _firing_rates:
+        rates.append(spikes.mean().item())
+    return spikes
 
 
 def bn(x: torch.Tensor, sd: dict, prefix: str) -> torch.Tensor:

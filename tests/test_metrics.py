@@ -345,18 +345,19 @@ def test_counting_on_cuda_never_synchronises_and_matches_cpu(model):
     ids=["cifar-Q(KtV)", "cifar-(QKt)V", "dvs-events"],
 )
 def test_sops_agree_with_spikingjelly_synop_counter(name, overrides, make_input):
-    """The suite's SOPs vs spikingjelly 2.0 `op_counter.SynOpCounter` on the same model and input.
+    """The suite's SOPs equal spikingjelly 2.0 `op_counter.SynOpCounter`'s, layer by layer, exactly.
 
     SynOpCounter runs under `DispatchCounterMode` on our model unchanged and counts, per aten
     mm/addmm/bmm/convolution, the spike-driven weight uses: for a binary input, nnz x fan-out
     (convs: exact weight uses at borders); for binary x binary products (K^T V or Q K^T), the
-    coincidences sum(A @ B). Those are our rules too. It differs in one place by design: an input
+    coincidences sum(A @ B). Those are our rules too. The definitions differ in one place: an input
     that is not strictly 0/1 counts 0 there, while for us a value v is v coincident spikes. In
     Spikformer, q/k/v and fc1 read the residual stream `x + rpe(x)`, `x + attn(x)` with values
-    0/1/2/..., so spikingjelly reports 0 for them. To compare like with like we replay each such
-    layer through SynOpCounter on the unary decomposition of its recorded input, x = sum_i [x >= i]
-    (v spikes arriving together are v binary inputs), and add those counts. The encoding conv on
-    real-valued images counts 0 in both (it is MAC work for us); the head reads a real-valued mean.
+    0/1/2/..., so spikingjelly reports 0 for them; the relation asserted for those layers is
+    ours == the sum of SynOpCounter's counts on the unary decomposition of the recorded input,
+    x = sum_i [x >= i] (v spikes arriving together are v binary inputs). The encoding conv on
+    real-valued images and the head (it reads a real-valued mean) count 0 in both (MAC work for us);
+    every other layer must count spikes, so a silent layer cannot make the comparison trivial.
     """
     from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
 
@@ -388,7 +389,7 @@ def test_sops_agree_with_spikingjelly_synop_counter(name, overrides, make_input)
         binary = bool(((inputs == 0) | (inputs == 1)).all())
         if not integer or binary:
             continue
-        assert reference[layer] == 0  # spikingjelly skipped it, as explained above
+        assert reference[layer] == 0, layer  # spikingjelly skipped it, as explained above
         for level in range(1, int(inputs.max()) + 1):
             unary = SynOpCounter()
             with torch.no_grad(), DispatchCounterMode([unary]):
@@ -397,7 +398,7 @@ def test_sops_agree_with_spikingjelly_synop_counter(name, overrides, make_input)
         replayed.append(layer)
 
     assert {"blocks.0.attn.q.linear", "blocks.0.mlp.fc1.linear"} <= set(replayed)
-    assert reference["blocks.0.attn.product"] > 0 and sum(reference.values()) > 1e5
-    assert sum(ours.values()) == pytest.approx(sum(reference.values()), rel=0.05)
-    for layer, count in ours.items():  # and layer by layer, so a small layer cannot hide an error
-        assert count == pytest.approx(reference[layer], rel=0.05, abs=1e-9), layer
+    real_valued_input = {"head"} | ({"stem.stages.0.conv"} if overrides.get("stem") != "dvs" else set())
+    assert {layer for layer, count in ours.items() if count == 0} == real_valued_input
+    mismatched = {layer: (count, reference[layer]) for layer, count in ours.items() if count != reference[layer]}
+    assert not mismatched, f"layer: (ours, spikingjelly) where they differ: {mismatched}"

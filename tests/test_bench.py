@@ -29,14 +29,19 @@ def run_cli(*args, timeout=600):
     )
 
 
-def test_bench_compare_spikingjelly_both_modes_writes_the_json_report(tmp_path):
+def tiny_bench_report(tmp_path, *args) -> tuple[dict, str]:
+    """(JSON report, printed table) of a one-block model in both modes beside spikingjelly."""
     out = tmp_path / "bench.json"
     proc = run_cli(
         "--model", "spikformer-1-32", "--task", "cifar10", "--mode", "both", "--compare", "spikingjelly",
-        "--batch-size", "2", "--steps", "1", "--warmup", "1", "--threads", "1", "--json", str(out),
+        "--warmup", "1", "--json", str(out), *args,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(out.read_text())
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_bench_compare_spikingjelly_both_modes_writes_the_json_report(tmp_path):
+    report, table = tiny_bench_report(tmp_path, "--batch-size", "2", "--steps", "1", "--threads", "1")
     assert report["model"] == "spikformer-1-32" and report["compare"] == ["spikingjelly"]
     assert report["machine"]["threads"] == 1
     assert report["machine"]["device"] == "cpu" and report["machine"]["gpu"] is None
@@ -58,7 +63,6 @@ def test_bench_compare_spikingjelly_both_modes_writes_the_json_report(tmp_path):
     assert report["modes"]["train"]["results"]["suite"]["flops_per_sample"] == pytest.approx(
         3 * report["modes"]["infer"]["results"]["suite"]["flops_per_sample"], rel=0.02
     )
-    table = proc.stdout
     assert "samples/s" in table and "peak MB" in table and "of matmul" in table
     assert table.count("suite/spikingjelly") == 2
 
@@ -127,18 +131,12 @@ def test_cpu_steps_are_timed_on_the_host_clock():
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_bench_on_cuda_times_with_events_and_reports_cuda_memory(tmp_path):
-    out = tmp_path / "bench.json"
-    proc = run_cli(
-        "--model", "spikformer-1-32", "--task", "cifar10", "--mode", "both", "--compare", "spikingjelly",
-        "--device", "cuda", "--batch-size", "4", "--steps", "2", "--warmup", "1", "--json", str(out),
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(out.read_text())
+    report, table = tiny_bench_report(tmp_path, "--device", "cuda", "--batch-size", "4", "--steps", "2")
     assert report["machine"]["device"] == "cuda" and report["machine"]["gpu"]
     for entry in report["modes"].values():
         for result in entry["results"].values():
             assert result["peak_mem_mb"] == result["peak_cuda_mem_mb"] > 0 and result["samples_per_s"] > 0
-    assert "CUDA events" in proc.stdout
+    assert "CUDA events" in table
 
 
 def test_report_table_shows_each_run_and_the_ratio():

@@ -152,7 +152,9 @@ def test_report_table_shows_each_run_and_the_ratio():
     table = format_report(report)
     assert "fp32 186 GFLOP/s" in table and "load average at start 1.50" in table
     assert "1.25x" in table and "0.40x" in table and "95%" in table
-    assert "train 22.30" in table
+    assert "train 22.30" in table and "CUDA events" not in table
+    report["machine"]["gpu"] = "NVIDIA H200"
+    assert "on NVIDIA H200, steps timed with CUDA events, peak MB from the CUDA allocator" in format_report(report)
 
 
 def test_rounds_pool_their_steps_and_keep_the_highest_peak():

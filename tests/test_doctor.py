@@ -11,6 +11,7 @@ import mlflow
 import pytest
 import torch
 
+from suite import schema
 from suite.cli import build_parser
 from suite.doctor import gpu
 from suite.doctor.training import training_check
@@ -95,9 +96,11 @@ def test_finished_run_reads_status_and_metrics_back_from_mlflow(tmp_path):
     client = mlflow.MlflowClient(tracking_uri=uri)
     run = client.create_run(client.create_experiment("doctor-gpu", artifact_location=str(tmp_path / "a")))
     client.log_metric(run.info.run_id, "val_top1", 0.5)
+    client.set_tag(run.info.run_id, schema.TAG_DEVICE, "cuda:NVIDIA H200 x1")
     client.set_terminated(run.info.run_id, "FINISHED")
     found = gpu.finished_run(uri, "doctor-gpu")
-    assert found == {"run_id": run.info.run_id, "status": "FINISHED", "metrics": {"val_top1": 0.5}}
+    assert found == {"run_id": run.info.run_id, "status": "FINISHED", "metrics": {"val_top1": 0.5},
+                     "device": "cuda:NVIDIA H200 x1"}
 
 
 def test_bench_summary_keeps_throughput_cuda_memory_and_ratios():

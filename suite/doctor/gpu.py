@@ -145,12 +145,16 @@ def ray_run(ctx: Context) -> dict:
     if result["exit_code"] != 0:
         return {**result, "ok": False}
     run = finished_run(tracking_uri(ctx), "doctor-gpu")
-    return {**result, **run, "ok": run["status"] == "FINISHED" and bool(run["metrics"])}
+    on_gpu = (run.get("device") or "").startswith("cuda")  # the worker's own record of its device
+    return {**result, **run, "ok": run["status"] == "FINISHED" and bool(run["metrics"]) and on_gpu}
 
 
 def finished_run(uri: str, experiment: str) -> dict:
-    """The latest run of `experiment` in the MLflow store at `uri`: status, metrics, GPU tags."""
+    """The latest run of `experiment` in the MLflow store at `uri`: status, metrics and the
+    device its workers trained on."""
     import mlflow
+
+    from suite import schema
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
@@ -158,7 +162,8 @@ def finished_run(uri: str, experiment: str) -> dict:
     if not runs:
         return {"status": None, "metrics": {}, "error": f"no run of experiment {experiment!r} in {uri}"}
     run = runs[0]
-    return {"run_id": run.info.run_id, "status": run.info.status, "metrics": dict(run.data.metrics)}
+    return {"run_id": run.info.run_id, "status": run.info.status, "metrics": dict(run.data.metrics),
+            "device": run.data.tags.get(schema.TAG_DEVICE)}
 
 
 STEPS = (

@@ -159,9 +159,11 @@ def test_report_table_shows_each_run_and_the_ratio():
 
 def test_rounds_pool_their_steps_and_keep_the_highest_peak():
     run = dict(batch_size=8, step_s=2.0, step_s_all=[2.0, 2.0, 3.0], samples_per_s=4.0, peak_mem_mb=100.0,
-               peak_rss_mb=900.0, warmup_s=5.0)
-    other = dict(run, step_s_all=[1.0, 1.0, 1.5], step_s=1.0, samples_per_s=8.0, peak_mem_mb=120.0, peak_rss_mb=950.0)
+               peak_rss_mb=900.0, warmup_s=5.0, peak_cuda_mem_mb=100.0, peak_host_mem_mb=50.0)
+    other = dict(run, step_s_all=[1.0, 1.0, 1.5], step_s=1.0, samples_per_s=8.0, peak_mem_mb=120.0, peak_rss_mb=950.0,
+                 peak_cuda_mem_mb=120.0, peak_host_mem_mb=40.0)
     merged = merge_rounds([run, other])
     assert merged["step_s"] == 1.75 and merged["samples_per_s"] == pytest.approx(8 / 1.75)
     assert merged["peak_mem_mb"] == 120.0 and merged["peak_rss_mb"] == 950.0 and merged["rounds"] == 2
+    assert merged["peak_cuda_mem_mb"] == 120.0 and merged["peak_host_mem_mb"] == 50.0
     assert merge_rounds([run])["step_s"] == 2.0

@@ -71,8 +71,9 @@ def merge_rounds(runs: list[dict]) -> dict:
         merged["step_s_all"] = [t for run in runs for t in run["step_s_all"]]
         merged["step_s"] = statistics.median(merged["step_s_all"])
         merged["samples_per_s"] = merged["batch_size"] / merged["step_s"]
-        merged["peak_mem_mb"] = max(run["peak_mem_mb"] for run in runs)
-        merged["peak_rss_mb"] = max(run["peak_rss_mb"] for run in runs)
+        for key in ("peak_mem_mb", "peak_rss_mb", "peak_host_mem_mb", "peak_cuda_mem_mb"):
+            if key in merged:
+                merged[key] = max(run[key] for run in runs)
         merged["warmup_s"] = [run["warmup_s"] for run in runs]
     merged["rounds"] = len(runs)
     return merged

@@ -85,7 +85,7 @@ def measure(spec) -> dict:
     device_memory = {}
     if cuda:  # the peak the CUDA allocator saw above the baseline: model, optimizer, activations
         device_memory = {
-            "device": torch.cuda.get_device_name(),
+            "gpu": torch.cuda.get_device_name(),
             "peak_cuda_mem_mb": (torch.cuda.max_memory_allocated() - cuda_baseline) / 2**20,
         }
     host_peak_mb = (max_rss_bytes() - baseline) / 2**20

@@ -11,6 +11,7 @@ casts fail (spikes are written through tl.where).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -20,11 +21,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from prerequisites import require
 from suite.models import triton_verification
 from suite.models.lif_equivalence import DTYPES, GRAD_TOLERANCE, all_cases
 from suite.models.neuron import AUTO_EXCLUDED, BACKENDS, resolve_backend
 
-pytest.importorskip("triton", reason="triton is not installed")
+pytestmark = require(
+    "triton", importlib.util.find_spec("triton") is not None,
+    "install triton (it comes with torch's CUDA build; pip install triton on other builds)",
+)
 
 RUNNER = Path(__file__).with_name("triton_interpreter_run.py")
 
@@ -100,7 +105,8 @@ def test_verification_record_is_the_source_that_passed(interpreted):
 
 
 def test_auto_skips_the_triton_kernel_when_its_source_is_not_the_verified_one(monkeypatch):
-    lif_triton = pytest.importorskip("suite.models.lif_triton")
+    from suite.models import lif_triton
+
     backends, excluded = dict(BACKENDS), dict(AUTO_EXCLUDED)
     monkeypatch.setattr("suite.models.neuron.BACKENDS", backends)
     monkeypatch.setattr("suite.models.neuron.AUTO_EXCLUDED", excluded)

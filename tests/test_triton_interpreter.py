@@ -51,6 +51,24 @@ def _result(report, case):
     return result
 
 
+# Every @triton.jit function in suite/ and where this file runs it; a new kernel must join here.
+COVERED = {
+    "suite/models/lif_triton.py": {"_lanes", "_step_offsets", "_lif_forward_kernel", "_lif_backward_kernel"},
+}
+
+
+def test_every_triton_kernel_of_the_suite_is_covered_here():
+    root = Path(__file__).resolve().parents[1]
+    found = {}
+    for path in sorted((root / "suite").rglob("*.py")):
+        lines = path.read_text().splitlines()
+        names = {lines[i + 1].split("def ")[1].split("(")[0] for i, line in enumerate(lines)
+                 if line.strip().startswith("@triton.jit") and i + 1 < len(lines)}
+        if names:
+            found[str(path.relative_to(root))] = names
+    assert found == COVERED
+
+
 def test_the_kernels_really_ran_in_the_interpreter(interpreted):
     assert interpreted["interpreted"] == "InterpretedFunction"
     assert len(interpreted["cases"]) == len(DTYPES) * 3 * 2 == len(all_cases())

@@ -4,7 +4,7 @@ One place for them so that a renamed metric cannot silently empty a leaderboard 
 """
 
 # Tags on every `suite run` MLflow run.
-TAG_KIND = "suite.kind"  # "run" | "sweep" | "trial" | "leaderboard"
+TAG_KIND = "suite.kind"  # "run" | "eval" | "sweep" | "trial" | "leaderboard"
 TAG_TASK = "suite.task"
 TAG_PROTOCOL = "suite.protocol"
 TAG_MODEL = "suite.model"
@@ -18,6 +18,14 @@ TAG_RAY_ADDRESS = "suite.ray_address"
 TAG_CONFIG_HASH = "suite.config_hash"  # identical configs (seed excluded) share it: seeds aggregate
 
 DATA_SYNTHETIC = "synthetic"
+
+KIND_RUN = "run"  # a `suite run`: a model trained in the suite
+KIND_EVAL = "eval"  # a `suite eval`: an existing checkpoint evaluated
+# Tags on every `suite eval` MLflow run, besides the ones above.
+TAG_CHECKPOINT_SHA256 = "suite.checkpoint_sha256"
+TAG_CHECKPOINT_FORMAT = "suite.checkpoint_format"  # "suite" | "official" (key names), and where the weights were
+TAG_CHECKPOINT_ORIGIN = "suite.checkpoint_origin"  # "mlflow-run:<run id>" or the file's absolute path
+TAG_MODEL_CONFIG = "suite.model_config"  # the resolved SpikformerConfig, as JSON
 
 # Metrics, logged per epoch (step = epoch) by rank 0.
 M_LOSS = "train_loss"
@@ -33,6 +41,16 @@ M_FIRING_RATE = "firing_rate"  # mean firing rate over all LIF layers
 M_PARAMS = "params_m"  # parameters, in millions
 M_PEAK_MEMORY = "peak_memory_mb"
 M_EPOCH = "epoch"
+
+# NeuroBench's metrics (`suite eval --neurobench`), computed by the `neurobench` package.
+NEUROBENCH_PREFIX = "neurobench."
+M_NB_FOOTPRINT = NEUROBENCH_PREFIX + "footprint_bytes"
+M_NB_CONNECTION_SPARSITY = NEUROBENCH_PREFIX + "connection_sparsity"
+M_NB_ACCURACY = NEUROBENCH_PREFIX + "classification_accuracy"  # a fraction, not percent
+M_NB_ACTIVATION_SPARSITY = NEUROBENCH_PREFIX + "activation_sparsity"
+M_NB_DENSE = NEUROBENCH_PREFIX + "synops_dense"  # per sample
+M_NB_EFFECTIVE_MACS = NEUROBENCH_PREFIX + "synops_effective_macs"  # per sample
+M_NB_EFFECTIVE_ACS = NEUROBENCH_PREFIX + "synops_effective_acs"  # per sample
 
 # Experiment that holds the generated leaderboards.
 LEADERBOARD_EXPERIMENT = "leaderboards"

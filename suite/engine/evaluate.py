@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -71,36 +72,39 @@ def evaluate(
     amp: str = "off",
     monitor=None,
     loader_workers: int = 0,
+    on_batch: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> EvalResult:
     """Top-1/top-5 and mean cross-entropy of `model` on the whole `dataset`, summed over workers.
 
     With an `SNNMonitor`, its counts are recorded during the forward passes and all-reduced, so
-    `monitor.summary()` afterwards covers the whole eval set.
+    `monitor.summary()` afterwards covers the whole eval set. `on_batch(x, y, logits)` runs after
+    each forward pass, outside the monitor's recording (e.g. NeuroBench's metrics, which replay
+    layers on copies of their inputs); the caller reduces whatever it accumulates.
     """
     was_training = model.training
     model.eval()
     shard = Subset(dataset, list(shard_indices(len(dataset), rank, world_size)))
     loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=loader_workers)
     totals = torch.zeros(4, dtype=torch.float64)  # correct1, correct5, total, loss_sum
-    recording = monitor.recording() if monitor is not None else nullcontext()
-    with recording:
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True).long()
-            with autocast_context(amp, device):
-                logits = model(x)
-            logits = logits.float()
-            k = min(5, logits.shape[1])
-            top = logits.topk(k, dim=1).indices
-            hits = top == y[:, None]
-            totals += torch.tensor(
-                [
-                    hits[:, 0].sum().item(),
-                    hits.any(dim=1).sum().item(),
-                    y.numel(),
-                    F.cross_entropy(logits, y, reduction="sum").item(),
-                ],
-                dtype=torch.float64,
-            )
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True).long()
+        with monitor.recording() if monitor is not None else nullcontext(), autocast_context(amp, device):
+            logits = model(x)
+        logits = logits.float()
+        if on_batch is not None:
+            on_batch(x, y, logits)
+        k = min(5, logits.shape[1])
+        top = logits.topk(k, dim=1).indices
+        hits = top == y[:, None]
+        totals += torch.tensor(
+            [
+                hits[:, 0].sum().item(),
+                hits.any(dim=1).sum().item(),
+                y.numel(),
+                F.cross_entropy(logits, y, reduction="sum").item(),
+            ],
+            dtype=torch.float64,
+        )
     totals = all_reduce_sum(totals, device)
     if monitor is not None:
         monitor.load_counts(all_reduce_sum(monitor.counts_tensor(), device))

@@ -132,15 +132,23 @@ def epoch_metrics(
     return {
         schema.M_EPOCH: float(epoch),
         schema.M_LOSS: float(train_loss),
-        schema.M_TOP1: eval_result.top1,
-        schema.M_TOP5: eval_result.top5,
-        schema.M_EVAL_LOSS: eval_result.loss,
+        **eval_metrics(eval_result=eval_result, snn_summary=snn_summary, params=params),
         schema.M_BEST_TOP1: float(best_top1),
         schema.M_LR: float(lr),
         schema.M_SAMPLES_PER_S: float(samples_per_s),
+        schema.M_PEAK_MEMORY: float(peak_memory_mb),
+    }
+
+
+def eval_metrics(*, eval_result: Any, snn_summary: Mapping[str, Any], params: int) -> dict[str, float]:
+    """What one pass over the eval set measures: accuracy, loss and the SNN figures (`suite run`
+    logs them every epoch, `suite eval` once)."""
+    return {
+        schema.M_TOP1: eval_result.top1,
+        schema.M_TOP5: eval_result.top5,
+        schema.M_EVAL_LOSS: eval_result.loss,
         schema.M_SOPS: float(snn_summary.get("sops_per_sample", 0.0)) / 1e9,
         schema.M_ENERGY: float(snn_summary.get("energy_mj_per_sample", 0.0)),
         schema.M_FIRING_RATE: float(snn_summary.get("mean_firing_rate", 0.0)),
         schema.M_PARAMS: params / 1e6,
-        schema.M_PEAK_MEMORY: float(peak_memory_mb),
     }

@@ -56,23 +56,34 @@ def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[
     return converted
 
 
+def state_dict_mismatches(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> str:
+    """"" when `state_dict` (suite key names) fits `model` exactly; else the missing and unexpected
+    keys and the shape mismatches, each list cut to five."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    wrong_shape = sorted(
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(expected) & set(state_dict)
+        if state_dict[k].shape != expected[k].shape
+    )
+    if not (missing or unexpected or wrong_shape):
+        return ""
+    return (
+        f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}; "
+        f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}; "
+        f"shape mismatches {wrong_shape[:5]}{'...' if len(wrong_shape) > 5 else ''}"
+    )
+
+
 def load_official_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
     """Strictly load an official cifar10/imagenet/cifar10dvs state_dict into `model`."""
     converted = convert_official_state_dict(state_dict)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(converted))
-    unexpected = sorted(set(converted) - set(expected))
-    wrong_shape = sorted(
-        f"{k}: checkpoint {tuple(converted[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(expected) & set(converted)
-        if converted[k].shape != expected[k].shape
-    )
-    if missing or unexpected or wrong_shape:
+    problems = state_dict_mismatches(model, converted)
+    if problems:
         cfg = getattr(model, "config", None)
         raise SuiteError(
-            f"official state_dict does not fit model {cfg}: "
-            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}; "
-            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}; "
-            f"shape mismatches {wrong_shape[:5]}. Pick the variant (depth, dim, stem, classes) it was trained as."
+            f"official state_dict does not fit model {cfg}: {problems}. "
+            "Pick the variant (depth, dim, stem, classes) it was trained as."
         )
     model.load_state_dict(converted, strict=True)

@@ -14,7 +14,7 @@ import sys
 
 from suite.errors import SuiteError
 
-COMMANDS = ("models", "tasks", "run", "tune", "submit", "jobs", "leaderboard", "bench", "doctor")
+COMMANDS = ("models", "tasks", "run", "eval", "tune", "submit", "jobs", "leaderboard", "bench", "doctor")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

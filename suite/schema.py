@@ -41,6 +41,7 @@ M_FIRING_RATE = "firing_rate"  # mean firing rate over all LIF layers
 M_PARAMS = "params_m"  # parameters, in millions
 M_PEAK_MEMORY = "peak_memory_mb"
 M_EPOCH = "epoch"
+M_EVAL_SAMPLES = "eval_samples"  # `suite eval`: samples evaluated (the whole eval split)
 
 # NeuroBench's metrics (`suite eval --neurobench`), computed by the `neurobench` package.
 NEUROBENCH_PREFIX = "neurobench."

@@ -13,7 +13,7 @@ def register(subparsers) -> None:
         "leaderboard",
         help="build leaderboards (Markdown, CSV, HTML) from the finished runs in MLflow",
         description=(
-            "Read the finished `suite run` runs from MLflow, aggregate seeds, rank configs per task and "
+            "Read the finished `suite run` and `suite eval` runs from MLflow, aggregate seeds, rank configs per task and "
             "protocol beside the published Spikformer results, write <task>_<protocol>.md/.csv and "
             "index.html, and log them to the MLflow experiment 'leaderboards'."
         ),

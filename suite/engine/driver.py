@@ -60,6 +60,8 @@ def build_trainer(
     callbacks: Sequence[Any] = (),
     progress_bars: bool = False,
     embedded: bool = True,
+    loop_per_worker=None,
+    loop_extras: dict[str, Any] | None = None,
 ):
     """A Ray Train V2 TorchTrainer running `train_loop_per_worker` with `settings`.
 
@@ -67,6 +69,8 @@ def build_trainer(
     UserCallbacks, e.g. Tune's report callback. `progress_bars`: per-epoch bars from rank 0 (for a
     terminal; without them each epoch still logs one summary line). gloo for CPU workers, nccl
     for GPU workers. `embedded`: Ray was started by this process (see `trainer_class`).
+    `loop_per_worker` replaces the training loop (`suite eval` runs its evaluation loop on the same
+    worker group), and `loop_extras` adds to the config it receives.
     """
     enable_train_v2()
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
@@ -84,10 +88,11 @@ def build_trainer(
         "tracking_uri": settings.tracking_uri,
         "ray_run_dir": str(storage_path / ray_run_name),
         "progress_bars": progress_bars,
+        **(loop_extras or {}),
     }
     env_vars = forwarded_env()
     return trainer_class(embedded)(
-        train_loop_per_worker,
+        loop_per_worker or train_loop_per_worker,
         train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if settings.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=settings.use_gpu, resources_per_worker=resources),
@@ -340,31 +345,38 @@ def _fit(settings: RunSettings, run_id: str, ray_run_name: str, storage: Path, e
         settings, ray_run_name=ray_run_name, storage_path=storage, mlflow_run_id=run_id,
         progress_bars=sys.stdout.isatty(), embedded=embedded,
     )
-    start = time.perf_counter()
-    try:
-        result = trainer.fit()
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (stop_signals_interrupt)
-        _mark_killed(settings.tracking_uri, run_id)  # first: a stopped Ray job has 3 s before SIGKILL
-        _abort(trainer)
-        raise
-    except Exception as err:
-        root = _root_cause(err)
-        tracking.mark_failed(settings.tracking_uri, run_id, root, "".join(traceback.format_exception(err)))
-        if isinstance(root, SuiteError):
-            raise root from err
-        raise SuiteError(
-            f"training failed: {type(root).__name__}: {str(root).strip().splitlines()[0] if str(root).strip() else ''} "
-            f"(MLflow run {run_id} is FAILED; its error.txt has the traceback)"
-        ) from err
-    tracking.mark_status(settings.tracking_uri, run_id, "FINISHED")
+    result, seconds = fit_tracked(trainer, settings.tracking_uri, run_id)
     return RunOutcome(
         run_id=run_id,
         tracking_uri=settings.tracking_uri,
         experiment=settings.experiment,
         metrics=dict(result.metrics or {}),
-        seconds=time.perf_counter() - start,
+        seconds=seconds,
         ray_run_dir=str(storage / ray_run_name),
     )
+
+
+def fit_tracked(trainer, tracking_uri: str, run_id: str, what: str = "training"):
+    """`trainer.fit()` whose outcome becomes the MLflow run's status: FINISHED, KILLED on a stop
+    signal (the trainer aborted), FAILED with the worker's error. Returns (result, seconds)."""
+    start = time.perf_counter()
+    try:
+        result = trainer.fit()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (stop_signals_interrupt)
+        _mark_killed(tracking_uri, run_id)  # first: a stopped Ray job has 3 s before SIGKILL
+        _abort(trainer)
+        raise
+    except Exception as err:
+        root = _root_cause(err)
+        tracking.mark_failed(tracking_uri, run_id, root, "".join(traceback.format_exception(err)))
+        if isinstance(root, SuiteError):
+            raise root from err
+        raise SuiteError(
+            f"{what} failed: {type(root).__name__}: {str(root).strip().splitlines()[0] if str(root).strip() else ''} "
+            f"(MLflow run {run_id} is FAILED; its error.txt has the traceback)"
+        ) from err
+    tracking.mark_status(tracking_uri, run_id, "FINISHED")
+    return result, time.perf_counter() - start
 
 
 def _abort(trainer) -> None:

@@ -6,6 +6,10 @@ config-hash tag, or same model/T/epochs/data kind when the tag is missing) becom
 the mean, the sample standard deviation (ddof=1; none for a single seed) and n. Rows are ranked by
 that mean, highest first; equal means share a rank ("1, 2, 2, 4"). Real-data rows and the others
 (synthetic or unlabelled data) are ranked separately and never share a table.
+
+Evaluations (`suite eval`, kind "eval") are rows of their own beside the trained runs, ranked
+with them on the same data kind: one row per checkpoint (sha256) and config, repeated evaluations
+of it aggregated like seeds; their top-1 is the evaluated one (there is no best-of-epochs).
 """
 
 from __future__ import annotations
@@ -16,11 +20,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from suite import schema
 from suite.leaderboard.collect import DEFAULT_PROTOCOL, CollectedRuns
 
 REAL = "real"
 # Per-run metrics averaged over the seeds of a config.
-MEAN_COLUMNS = ("top1_final", "top5", "sops_g", "energy_mj", "firing_rate", "params_m", "samples_per_s")
+NEUROBENCH_COLUMNS = (
+    "nb_effective_acs", "nb_effective_macs", "nb_dense", "nb_activation_sparsity", "nb_connection_sparsity",
+    "nb_footprint_bytes",
+)
+MEAN_COLUMNS = ("top1_final", "top5", "sops_g", "energy_mj", "firing_rate", "params_m", "samples_per_s", *NEUROBENCH_COLUMNS)
 # A ranked row's results in display order: the one list both the board rows and their CSV /
 # MLflow-table export are built from, so the two cannot drift apart.
 RESULT_COLUMNS = (
@@ -38,6 +47,9 @@ RESULT_COLUMNS = (
     "firing_rate",
     "samples_per_s",
     "epochs",
+    "kind",
+    "checkpoint",
+    *NEUROBENCH_COLUMNS,
 )
 ROW_COLUMNS = (*RESULT_COLUMNS, "data_kind", "seeds", "run_ids", "config_key")
 # Means within this distance rank equal: float noise must not split a tie.
@@ -82,6 +94,8 @@ class Board:
 
 
 def _config_key(row: pd.Series) -> str:
+    if row["kind"] == schema.KIND_EVAL:  # a checkpoint is its own config: never merged with trained runs
+        return f"{row['data_kind']}:eval:{row['checkpoint']}:{row['config_hash']}"
     if row["config_hash"]:
         return f"{row['data_kind']}:hash:{row['config_hash']}"
     return f"{row['data_kind']}:cfg:{row['model']}|{row['time_steps']}|{row['epochs']}"
@@ -102,6 +116,8 @@ def _aggregate(group: pd.DataFrame) -> dict:
         "top1_n": len(top1),
         "epochs": float(group["epochs"].max()) if group["epochs"].notna().any() else math.nan,
         "data_kind": group["data_kind"].iloc[0],
+        "kind": group["kind"].iloc[0],
+        "checkpoint": group["checkpoint"].iloc[0],
         "seeds": " ".join(sorted({str(s) for s in group["seed"] if str(s)}, key=_seed_order)),
         "run_ids": " ".join(sorted(group["run_id"])),
     }

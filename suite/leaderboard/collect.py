@@ -1,6 +1,7 @@
-"""MLflow -> pandas: one normalised row per `suite run` run, plus the runs that did not finish.
+"""MLflow -> pandas: one normalised row per `suite run` or `suite eval` run, plus the unfinished.
 
-Only runs tagged kind == "run" count; sweeps, trials and earlier leaderboards live in the same
+Only runs tagged kind "run" (trained in the suite) or "eval" (a checkpoint evaluated; its row
+carries the checkpoint's sha256) count; sweeps, trials and earlier leaderboards live in the same
 store and are skipped by the search filter itself. Rows keep MLflow's last logged value of each
 metric (the final epoch); a metric that was never logged is NaN, never an error.
 """
@@ -41,10 +42,20 @@ METRIC_COLUMNS = {
     "params_m": schema.M_PARAMS,
     "samples_per_s": schema.M_SAMPLES_PER_S,
     "last_epoch": schema.M_EPOCH,
+    # NeuroBench's metrics (`suite eval --neurobench`); synaptic operations per sample.
+    "nb_effective_acs": schema.M_NB_EFFECTIVE_ACS,
+    "nb_effective_macs": schema.M_NB_EFFECTIVE_MACS,
+    "nb_dense": schema.M_NB_DENSE,
+    "nb_activation_sparsity": schema.M_NB_ACTIVATION_SPARSITY,
+    "nb_connection_sparsity": schema.M_NB_CONNECTION_SPARSITY,
+    "nb_footprint_bytes": schema.M_NB_FOOTPRINT,
 }
+KINDS = (schema.KIND_RUN, schema.KIND_EVAL)
 RUN_COLUMNS = (
     "run_id",
     "status",
+    "kind",
+    "checkpoint",  # an eval's checkpoint sha256, "" for a trained run
     "task",
     "protocol",
     "model",
@@ -97,6 +108,8 @@ def _run_row(run) -> dict:
     row = {
         "run_id": run.info.run_id,
         "status": run.info.status,
+        "kind": tags.get(schema.TAG_KIND, schema.KIND_RUN),
+        "checkpoint": tags.get(schema.TAG_CHECKPOINT_SHA256, ""),
         "task": tags.get(schema.TAG_TASK, ""),
         "protocol": tags.get(schema.TAG_PROTOCOL) or DEFAULT_PROTOCOL,
         "model": tags.get(schema.TAG_MODEL, ""),
@@ -116,8 +129,9 @@ def _empty_frame() -> pd.DataFrame:
     return pd.DataFrame({column: pd.Series(dtype=object) for column in RUN_COLUMNS})
 
 
-def _search_filter(task: str | None) -> str:
-    parts = [f"tags.`{schema.TAG_KIND}` = 'run'"]
+def _search_filter(task: str | None, kind: str = schema.KIND_RUN) -> str:
+    # One search per kind: MLflow's filter has no IN for tags.
+    parts = [f"tags.`{schema.TAG_KIND}` = '{kind}'"]
     if task is not None:
         if not TASK_NAME_RE.match(task):
             raise UsageError(f"--task {task!r}: task names contain only letters, digits, '_', '.' and '-'")
@@ -148,7 +162,7 @@ def _search_all_runs(client, filter_string: str) -> list:
 
 def collect_runs(tracking_uri: str, task: str | None = None) -> CollectedRuns:
     """Read every `suite run` run of `task` (or of all tasks) from the store at `tracking_uri`."""
-    filter_string = _search_filter(task)
+    filters = [_search_filter(task, kind) for kind in KINDS]
     if not store_exists(tracking_uri):
         log.info("no MLflow store at %s yet: boards will hold only the published rows", tracking_uri)
         return CollectedRuns(_empty_frame(), _empty_frame(), tracking_uri)
@@ -159,7 +173,8 @@ def collect_runs(tracking_uri: str, task: str | None = None) -> CollectedRuns:
 
     with fast_failing_mlflow():
         try:
-            found = _search_all_runs(MlflowClient(tracking_uri=tracking_uri), filter_string)
+            client = MlflowClient(tracking_uri=tracking_uri)
+            found = [run for filter_string in filters for run in _search_all_runs(client, filter_string)]
         except Exception as err:
             # MlflowException, OSError, or SQLAlchemy's errors for a database MLflow cannot use.
             if not isinstance(err, (MlflowException, OSError)) and not type(err).__module__.startswith("sqlalchemy"):

@@ -51,3 +51,38 @@ def top1_cell(mean, std, n) -> str:
 
 def short_ids(run_ids: str, width: int = 8) -> str:
     return ", ".join(run_id[:width] for run_id in run_ids.split()) or DASH
+
+
+CHECKPOINT_PREFIX = 8  # hex digits of a checkpoint's sha256 shown on the boards
+
+
+def model_label(model: str, kind: str, checkpoint: str) -> str:
+    """The model cell: a `suite eval` row names the checkpoint it evaluated, so it never reads as
+    a model trained in the suite: `spikformer-4-384 [eval sha256:1a2b3c4d]`."""
+    name = model or DASH
+    if kind == "eval":
+        return f"{name} [eval sha256:{checkpoint[:CHECKPOINT_PREFIX] or '?'}]"
+    return name
+
+
+def neurobench_cells(row) -> list[str]:
+    """NeuroBench's columns of a board row (NEUROBENCH_HEADER order): synaptic operations in G per
+    sample, sparsities as fractions, the footprint in MiB."""
+    giga = lambda value: adaptive(value / 1e9 if not is_missing(value) else value)  # noqa: E731
+    return [
+        giga(row.nb_effective_acs),
+        giga(row.nb_effective_macs),
+        giga(row.nb_dense),
+        fixed(row.nb_activation_sparsity, 4),
+        fixed(row.nb_connection_sparsity, 4),
+        fixed(row.nb_footprint_bytes / 2**20 if not is_missing(row.nb_footprint_bytes) else None, 2),
+    ]
+
+
+NEUROBENCH_HEADER = (
+    "NB eff. ACs (G)", "NB eff. MACs (G)", "NB dense (G)", "NB act. sparsity", "NB conn. sparsity", "NB footprint (MiB)",
+)
+
+
+def has_neurobench(table) -> bool:
+    return "nb_effective_acs" in table and bool(table["nb_effective_acs"].notna().any())

@@ -11,7 +11,7 @@ import io
 
 import pandas as pd
 
-from suite.leaderboard.boards import RESULT_COLUMNS, Board
+from suite.leaderboard.boards import NEUROBENCH_COLUMNS, RESULT_COLUMNS, Board
 from suite.leaderboard.formatting import integer, machine
 from suite.leaderboard.references import citation
 
@@ -38,6 +38,9 @@ def _measured_rows(table: pd.DataFrame, section: str) -> list[dict]:
             "firing_rate": machine(r.firing_rate),
             "samples_per_s": machine(r.samples_per_s),
             "epochs": integer(r.epochs, ""),
+            "kind": r.kind,
+            "checkpoint": r.checkpoint,
+            **{column: machine(getattr(r, column)) for column in NEUROBENCH_COLUMNS},
             "data": r.data_kind,
             "seeds": r.seeds,
             "run_ids": r.run_ids,

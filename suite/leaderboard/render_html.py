@@ -11,13 +11,17 @@ from html import escape
 
 import pandas as pd
 
-from suite.leaderboard.boards import Board
+from suite.leaderboard.boards import NEUROBENCH_COLUMNS, Board
 from suite.leaderboard.formatting import (
     DASH,
+    NEUROBENCH_HEADER,
     adaptive,
     fixed,
+    has_neurobench,
     integer,
     is_missing,
+    model_label,
+    neurobench_cells,
     short_ids,
     top1_cell,
 )
@@ -96,6 +100,7 @@ MEASURED_COLUMNS = (
     ("epochs", "epochs", "number"),
     ("runs", "runs", "text"),
 )
+NEUROBENCH_HTML_COLUMNS = tuple((key, label, "number") for key, label in zip(NEUROBENCH_COLUMNS, NEUROBENCH_HEADER))
 REFERENCE_COLUMNS = (
     ("model", "model", "text"),
     ("t", "T", "number"),
@@ -132,10 +137,11 @@ def _table(table_id: str, columns, rows: list[list[str]], row_class: str = "") -
 
 
 def _measured_table(table_id: str, table: pd.DataFrame, row_class: str = "") -> str:
+    neurobench = has_neurobench(table)
     rows = [
         [
             _cell(integer(r.rank), r.rank, "number"),
-            _cell(r.model or DASH, r.model, "text"),
+            _cell(model_label(r.model, r.kind, r.checkpoint), r.model, "text", title=r.checkpoint),
             _cell(r.data_kind, r.data_kind, "text"),
             _cell(integer(r.time_steps), r.time_steps, "number"),
             _cell(fixed(r.params_m, 2), r.params_m, "number"),
@@ -149,9 +155,13 @@ def _measured_table(table_id: str, table: pd.DataFrame, row_class: str = "") -> 
             _cell(integer(r.epochs), r.epochs, "number"),
             _cell(short_ids(r.run_ids), r.run_ids, "text", title=r.run_ids),
         ]
+        + (
+            [_cell(text, getattr(r, key), "number") for text, key in zip(neurobench_cells(r), NEUROBENCH_COLUMNS)]
+            if neurobench else []
+        )
         for r in table.itertuples(index=False)
     ]
-    return _table(table_id, MEASURED_COLUMNS, rows, row_class)
+    return _table(table_id, MEASURED_COLUMNS + (NEUROBENCH_HTML_COLUMNS if neurobench else ()), rows, row_class)
 
 
 def _reference_table(table_id: str, references: pd.DataFrame) -> str:

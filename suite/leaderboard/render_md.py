@@ -7,9 +7,13 @@ import pandas as pd
 from suite.leaderboard.boards import Board
 from suite.leaderboard.formatting import (
     DASH,
+    NEUROBENCH_HEADER,
     adaptive,
     fixed,
+    has_neurobench,
     integer,
+    model_label,
+    neurobench_cells,
     short_ids,
     top1_cell,
 )
@@ -19,7 +23,8 @@ RANKING_NOTE = (
     "Ranked on top-1 (%): each run's best top-1 over its epochs (`best_top1`; its final top-1 if "
     "best_top1 was not logged), as mean ± sample std over the seeds of one config (n = seeds). "
     "Final top-1, top-5, SOPs, energy, firing rate, samples/s and params are means over those seeds. "
-    f"{DASH} = not measured."
+    f"{DASH} = not measured. A model marked [eval sha256:…] is a `suite eval` of that checkpoint, "
+    "not a model trained in the suite; NB columns are NeuroBench's metrics (`suite eval --neurobench`)."
 )
 MEASURED_HEADER = (
     "rank", "model", "T", "params (M)", "top-1 (%)", "final top-1 (%)", "top-5 (%)", "SOPs (G)",
@@ -40,10 +45,11 @@ def _table(header: tuple[str, ...], rows: list[list[str]]) -> list[str]:
 
 def _measured(table: pd.DataFrame, with_data: bool = False) -> list[str]:
     rows = []
+    neurobench = has_neurobench(table)
     for r in table.itertuples(index=False):
         row = [
             integer(r.rank),
-            r.model or DASH,
+            model_label(r.model, r.kind, r.checkpoint),
             integer(r.time_steps),
             fixed(r.params_m, 2),
             top1_cell(r.top1_mean, r.top1_std, r.top1_n),
@@ -58,9 +64,11 @@ def _measured(table: pd.DataFrame, with_data: bool = False) -> list[str]:
         ]
         if with_data:
             row.insert(2, r.data_kind)
+        if neurobench:
+            row += neurobench_cells(r)
         rows.append(row)
     header = MEASURED_HEADER[:2] + ("data",) + MEASURED_HEADER[2:] if with_data else MEASURED_HEADER
-    return _table(header, rows)
+    return _table(header + (NEUROBENCH_HEADER if neurobench else ()), rows)
 
 
 def _references(references: pd.DataFrame) -> list[str]:

@@ -83,7 +83,7 @@ def load_official_state_dict(model: torch.nn.Module, state_dict: Mapping[str, to
     if problems:
         cfg = getattr(model, "config", None)
         raise SuiteError(
-            f"official state_dict does not fit model {cfg}: {problems}. "
-            "Pick the variant (depth, dim, stem, classes) it was trained as."
+            f"official state_dict does not fit model {cfg}: {problems}; "
+            "pick the variant (depth, dim, stem, classes) it was trained as"
         )
     model.load_state_dict(converted, strict=True)

@@ -212,8 +212,10 @@ def _evaluate_on_ray(plan: EvalPlan, run_id: str, embedded: bool) -> EvalOutcome
         progress_bars=sys.stdout.isatty(), embedded=embedded, loop_per_worker=eval_loop_per_worker,
         loop_extras={"state_dict": ray.put(plan.state_dict), "neurobench": plan.neurobench},
     )
-    result, seconds = fit_tracked(trainer, settings.tracking_uri, run_id, what="evaluation")
+    _, seconds = fit_tracked(trainer, settings.tracking_uri, run_id, what="evaluation")
+    # Ray Train V2 keeps only metrics reported with a checkpoint; rank 0 logged them to MLflow.
+    metrics = tracking.client(settings.tracking_uri).get_run(run_id).data.metrics
     return EvalOutcome(
         run_id=run_id, tracking_uri=settings.tracking_uri, experiment=settings.experiment,
-        metrics=dict(result.metrics or {}), seconds=seconds, plan=plan,
+        metrics=dict(metrics), seconds=seconds, plan=plan,
     )

@@ -7,7 +7,7 @@
 
 Every worker builds the model exactly as the training loop does (channels-last, the same
 per-worker batch size), evaluates its shard with `suite.engine.evaluate.evaluate`, whose counts
-are all-reduced, and reports the metrics; rank 0 logs them into the eval's MLflow run. So a
+are all-reduced; rank 0 logs the metrics into the eval's MLflow run. So a
 checkpoint of a `suite run` evaluated with the run's settings gives that run's numbers.
 """
 
@@ -22,27 +22,18 @@ import torch.distributed as dist
 from suite import schema
 from suite.engine.config import RunSettings
 from suite.engine.evaluate import all_reduce_sum, evaluate
-from suite.engine.run_logger import RunLogger, eval_metrics
+from suite.engine.run_logger import eval_metrics
+from suite.engine.worker import start_worker
 
 log = logging.getLogger(__name__)
 
 
 def eval_loop_per_worker(config: dict[str, Any]) -> None:
-    import ray.train
-    import ray.train.torch
-
-    settings = RunSettings.from_dict(config["settings"])
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
-    torch.set_num_threads(max(1, settings.cpus_per_worker))
-    device = ray.train.torch.get_device()
-
-    logger = RunLogger(config.get("tracking_uri"), config.get("mlflow_run_id")) if rank == 0 else RunLogger(None, None)
+    settings, rank, world_size, device, logger = start_worker(config)
     try:
         metrics, firing_rates = evaluate_checkpoint(settings, config, rank, world_size, device)
         logger.set_device(device, world_size)
-        logger.log_epoch(0, metrics, firing_rates)
-        ray.train.report(metrics)
+        logger.log_epoch(0, metrics, firing_rates)  # the driver reads them back from MLflow
     except BaseException:
         logger.end("FAILED")  # the driver sets the final status
         raise

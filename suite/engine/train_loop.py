@@ -36,23 +36,15 @@ from suite.engine.hooks import crash_plan_from_env
 from suite.engine.mixing import BatchMixer
 from suite.engine.run_logger import RunLogger, epoch_metrics
 from suite.engine.schedule import build_scheduler
+from suite.engine.worker import start_worker
 from suite.errors import UsageError
 
 log = logging.getLogger(__name__)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    import ray.train
-    import ray.train.torch
-
     _quiet_ray_report_log()
-    settings = RunSettings.from_dict(config["settings"])
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
-    torch.set_num_threads(max(1, settings.cpus_per_worker))
-    device = ray.train.torch.get_device()
-
-    logger = RunLogger(config.get("tracking_uri"), config.get("mlflow_run_id")) if rank == 0 else RunLogger(None, None)
+    settings, rank, world_size, device, logger = start_worker(config)
     try:
         _train(settings, config, rank, world_size, device, logger)
     except BaseException:
@@ -133,6 +125,7 @@ def _train(settings: RunSettings, config: dict, rank: int, world_size: int, devi
         train_totals = all_reduce_sum(torch.tensor([stats.loss_sum, stats.samples], dtype=torch.float64), device)
         slowest, peak_mb = _all_reduce_max(torch.tensor([stats.seconds, _peak_memory_mb(device)]), device).tolist()
 
+        _broadcast_buffers(bare, world_size)
         monitor.reset()
         result = evaluate(
             bare, eval_set, batch_size=settings.per_worker_batch_size, device=device, rank=rank,
@@ -248,6 +241,19 @@ def _gather(obj: Any, world_size: int) -> list:
     gathered: list = [None] * world_size
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def _broadcast_buffers(model: torch.nn.Module, world_size: int) -> None:
+    """Give every rank rank 0's buffers (BatchNorm statistics) before evaluating.
+
+    DDP broadcasts them at the start of each forward pass, so after the epoch's last step every
+    rank holds its own last update; evaluated as they are, each shard would see another model
+    than the one rank 0 checkpoints (and `suite eval` of that checkpoint would not reproduce it).
+    """
+    if world_size == 1 or not dist.is_initialized():
+        return
+    for buffer in model.buffers():
+        dist.broadcast(buffer.data, src=0)
 
 
 def _all_reduce_max(values: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -1,0 +1,25 @@
+"""What every Ray Train worker of the suite does first, training (`train_loop`) or evaluating
+(`eval_loop`): its settings, rank, torch threads, device, and rank 0's MLflow logger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from suite.engine.config import RunSettings
+from suite.engine.run_logger import RunLogger
+
+
+def start_worker(config: dict[str, Any]) -> tuple[RunSettings, int, int, torch.device, RunLogger]:
+    """(settings, rank, world size, device, logger) from a loop config; only rank 0's logger logs."""
+    import ray.train
+    import ray.train.torch
+
+    settings = RunSettings.from_dict(config["settings"])
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(max(1, settings.cpus_per_worker))
+    device = ray.train.torch.get_device()
+    logger = RunLogger(config.get("tracking_uri"), config.get("mlflow_run_id")) if rank == 0 else RunLogger(None, None)
+    return settings, rank, world_size, device, logger

@@ -131,6 +131,11 @@ def test_a_truncated_file_is_a_clear_error(tmp_path, capsys):
         read_checkpoint(path)
     assert main(["eval", "--task", "cifar10", "--checkpoint", str(path), "--data", "synthetic"]) == 1
     assert "truncated or corrupted" in capsys.readouterr().err
+    legacy = tmp_path / "legacy.pth"  # torch's pre-1.6 format, not a zip archive
+    torch.save({"state_dict": {"head.weight": torch.ones(3, 3)}}, legacy, _use_new_zipfile_serialization=False)
+    legacy.write_bytes(legacy.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match=r"legacy\.pth \(200 bytes\) cannot be read .* truncated or corrupted"):
+        read_checkpoint(legacy)
 
 
 def test_suite_checkpoints_record_their_model_and_formats_are_checked(tmp_path):

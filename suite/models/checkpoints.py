@@ -24,6 +24,8 @@ import logging
 import math
 import os
 import pickle
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -104,20 +106,32 @@ def _load_object(path: Path, trust: bool) -> Any:
         with torch.serialization.safe_globals(list(SAFE_EXTRA_TYPES)):
             return torch.load(path, map_location="cpu", **loader)
     except pickle.UnpicklingError as err:
-        if trust:
-            raise CheckpointError(f"checkpoint {path} cannot be unpickled: {err}") from err
-        refused = _unsafe_types(path) or [_first_line(err)]
+        refused = [] if trust else _unsafe_types(path)
+        named = re.search(r"GLOBAL (\S+?)[ .]*(?: was| whose|$)", str(err), re.M)
+        if not refused and (named is None or _missing_global(named[1])):
+            # Not a refused type, or one that does not exist (a name cut short): the pickle is broken.
+            raise _unreadable(path, err) from err
         raise CheckpointError(
-            f"checkpoint {path} pickles objects a safe load refuses: {', '.join(refused)}; only tensors, plain "
-            "containers and argparse.Namespace are accepted. If you trust the file (it can run code when "
-            "loaded), pass --trust-checkpoint"
+            f"checkpoint {path} pickles objects a safe load refuses: {', '.join(refused or [_first_line(err)])}; only "
+            "tensors, plain containers and argparse.Namespace are accepted. If you trust the file (it can run code "
+            "when loaded), pass --trust-checkpoint"
         ) from err
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        size = path.stat().st_size
-        raise CheckpointError(
-            f"checkpoint {path} ({size} bytes) cannot be read as a torch checkpoint: it is truncated or corrupted "
-            f"({type(err).__name__}: {_first_line(err)}); download or copy it again"
-        ) from err
+    except Exception as err:  # zip, struct, EOF and storage errors alike: the file is not whole
+        raise _unreadable(path, err) from err
+
+
+def _unreadable(path: Path, err: BaseException) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint {path} ({path.stat().st_size} bytes) cannot be read as a torch checkpoint: it is truncated or "
+        f"corrupted ({type(err).__name__}: {_first_line(err)}); download or copy it again"
+    )
+
+
+def _missing_global(name: str) -> bool:
+    """Whether `module.attr` names nothing in a module already imported (never imports one: the
+    name comes from an untrusted file)."""
+    module, _, attr = name.rpartition(".")
+    return module in sys.modules and not hasattr(sys.modules[module], attr)
 
 
 def _unsafe_types(path: Path) -> list[str]:

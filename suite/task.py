@@ -31,6 +31,7 @@ Modality = Literal["image", "event", "skeleton"]
 Split = Literal["train", "eval"]
 MODALITIES = ("image", "event", "skeleton")
 STEMS = ("cifar", "imagenet", "dvs")
+SOURCED_TASK_FIELDS = ("num_classes", "input_shape", "model_overrides")  # besides recipe and extra keys
 
 
 def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
@@ -41,7 +42,14 @@ def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
 
 @dataclass(frozen=True)
 class Recipe:
-    """The paper's training recipe for a task; every `suite run` default comes from here."""
+    """The paper's training recipe for a task; every `suite run` default comes from here.
+
+    Epoch counts follow timm's train script, which the official code is: `epochs` is every epoch
+    trained, the cosine spanning `epochs - cooldown_epochs` of them (timm's `--epochs`) and the
+    last `cooldown_epochs` holding `min_lr`; the LR starts at `warmup_lr` and rises linearly over
+    `warmup_epochs`. `mixup_off_epoch` > 0 turns mixup/cutmix off from that epoch (0: never).
+    `batch_size` is the global batch (all workers together).
+    """
 
     model: str
     time_steps: int
@@ -50,8 +58,10 @@ class Recipe:
     lr: float
     weight_decay: float
     warmup_epochs: int = 0
+    cooldown_epochs: int = 0
     min_lr: float = 1e-5
     warmup_lr: float = 1e-6
+    sched_on_updates: bool = False  # timm's --sched-on-updates: step the LR per update, not per epoch
     optimizer: str = "adamw"
     schedule: str = "cosine"
     label_smoothing: float = 0.1
@@ -59,7 +69,9 @@ class Recipe:
     cutmix: float = 0.0  # Beta(alpha, alpha) for cutmix; 0 disables it
     mixup_prob: float = 1.0
     mixup_switch_prob: float = 0.5  # chance of cutmix instead of mixup when both are on
-    randaugment: str | None = None  # timm-style string, e.g. "rand-m9-n1-mstd0.4-inc1"
+    mixup_mode: str = "batch"  # timm's Mixup mode: one lambda per "batch", "pair" or "elem"
+    mixup_off_epoch: int = 0
+    randaugment: str | None = None  # timm RandAugment string, e.g. "rand-m9-n1-mstd0.4-inc1"
     random_erasing: float = 0.0
     amp: str = "off"
     preprocess: str | None = None  # the named data preprocessing, for tasks offering a choice (NTU)
@@ -82,6 +94,11 @@ class TaskConfig:
     layout: str = ""  # the expected on-disk layout, shown when data is missing
     source: str = ""  # where to get the data
     model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"attn_scale": 0.25}
+    # Where each recipe / extra value comes from: key -> "file:line official_key" in the official
+    # code (ZK-Zhou/spikformer), or a list of them; `suite tasks --recipe NAME` prints them.
+    sources: dict[str, Any] = field(default_factory=dict)
+    # Official settings the suite does not apply: official key -> why it does not apply here.
+    not_applicable: dict[str, str] = field(default_factory=dict)
     synthetic_size: dict[str, int] = field(default_factory=lambda: {"train": 512, "eval": 256})
     extra: dict[str, Any] = field(default_factory=dict)  # task-specific knobs
 
@@ -130,6 +147,13 @@ class TaskConfig:
             problems.append(f"num_classes {self.num_classes} must be >= 2")
         if not self.protocols:
             problems.append("protocols must not be empty")
+        sourced = {f.name for f in dataclasses.fields(Recipe)} | set(self.extra) | set(SOURCED_TASK_FIELDS)
+        unsourced = sorted(set(self.sources) - sourced)
+        if unsourced:
+            problems.append(f"sources name {unsourced}, which are not recipe, extra or {SOURCED_TASK_FIELDS} keys")
+        both = sorted(set(self.sources) & set(self.not_applicable))
+        if both:
+            problems.append(f"{both} are both sourced and not applicable")
         if problems:
             raise PluginError(f"task config {origin}: " + "; ".join(problems))
 

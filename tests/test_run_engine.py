@@ -24,7 +24,7 @@ from suite.engine.config import RunSettings, resolve_settings
 from suite.engine.evaluate import evaluate, shard_indices
 from suite.engine.hooks import CRASH_EXIT_CODE, parse_crash_plan
 from suite.engine.mixing import BatchMixer
-from suite.engine.schedule import build_scheduler, cosine_lr
+from suite.engine.schedule import after_update, build_scheduler, set_position
 from suite.errors import CorruptDataError, UnknownNameError, UsageError
 from suite.task_registry import get_task
 from suite.tracking import config_hash
@@ -102,84 +102,104 @@ def test_config_hash_ignores_seed_and_execution_settings():
     assert RunSettings.from_dict(base.to_dict()) == base
 
 
-# ------------------------------------------------------------------ schedule
+# ------------------------------------------------------------------ schedule (official recipes: test_recipes.py)
 
 
-def test_cosine_schedule_warms_up_then_anneals_to_min_lr():
-    model = nn.Linear(2, 2)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    scheduler = build_scheduler(optimizer, epochs=10, steps_per_epoch=5, warmup_epochs=2, warmup_lr=1e-6, min_lr=1e-5)
+def _lrs(scheduler, optimizer, epochs, steps):
+    """The LR of every update, driven as train_one_epoch drives the scheduler."""
     lrs = []
-    for _ in range(50):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
+    for epoch in range(epochs):
+        set_position(scheduler, epoch, steps)
+        for step in range(steps):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            after_update(scheduler, epoch, step, steps)
+    return lrs
+
+
+def test_per_update_cosine_warms_up_then_anneals_to_min_lr():
+    optimizer = torch.optim.AdamW(nn.Linear(2, 2).parameters(), lr=1e-3)
+    scheduler = build_scheduler(optimizer, epochs=10, cooldown_epochs=0, warmup_epochs=2, warmup_lr=1e-6, min_lr=1e-5,
+                                steps_per_epoch=5, on_updates=True)
+    lrs = _lrs(scheduler, optimizer, 10, 5)
     assert lrs[0] == pytest.approx(1e-6)
-    assert lrs[5] == pytest.approx(1e-6 + (1e-3 - 1e-6) * 5 / 10)
-    assert lrs[10] == pytest.approx(1e-3)  # warm-up ends at the peak
-    assert lrs[10 + 20] == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)  # halfway through the cosine
+    assert lrs[5] == pytest.approx(1e-6 + (1e-3 - 1e-6) * 5 / 10)  # linear warm-up over 10 updates
+    # timm counts the cosine from update 0 (warm-up inside it): at update t >= 10, cos(pi t / 50)
+    assert lrs[10] == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 10 / 50)))
+    assert lrs[25] == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)  # halfway through
     assert all(a > b for a, b in zip(lrs[10:], lrs[11:]))  # strictly decreasing after warm-up
-    assert lrs[-1] == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 39 / 40)))
+
+
+def test_per_epoch_schedule_holds_each_epoch_and_cools_down_at_min_lr():
+    optimizer = torch.optim.AdamW(nn.Linear(2, 2).parameters(), lr=1e-3)
+    scheduler = build_scheduler(optimizer, epochs=6, cooldown_epochs=2, warmup_epochs=1, warmup_lr=1e-6, min_lr=1e-5,
+                                steps_per_epoch=3)
+    lrs = _lrs(scheduler, optimizer, 6, 3)
+    per_epoch = [lrs[3 * e] for e in range(6)]
+    assert all(lrs[3 * e:3 * e + 3] == [per_epoch[e]] * 3 for e in range(6))  # constant within an epoch
+    assert per_epoch[0] == 1e-6 and per_epoch[4:] == [1e-5, 1e-5]  # warm-up start, then the cool-down
+
 
 def test_schedule_resumes_on_the_same_curve():
     def make():
         optimizer = torch.optim.AdamW(nn.Linear(2, 2).parameters(), lr=1e-3)
-        return optimizer, build_scheduler(optimizer, epochs=4, steps_per_epoch=5, warmup_epochs=1, warmup_lr=0.0, min_lr=0.0)
+        return optimizer, build_scheduler(optimizer, epochs=4, cooldown_epochs=1, warmup_epochs=1, warmup_lr=0.0,
+                                          min_lr=0.0, steps_per_epoch=5, on_updates=True)
 
     optimizer, scheduler = make()
-    for _ in range(7):
-        optimizer.step(), scheduler.step()
-    # As the train loop restores: the optimizer (holding the current lr), then the scheduler.
+    whole = _lrs(scheduler, optimizer, 4, 5)
+    # A resumed worker: a fresh optimizer and scheduler, the saved states, then the next epoch.
     fresh_optimizer, fresh_scheduler = make()
     fresh_optimizer.load_state_dict(optimizer.state_dict())
     fresh_scheduler.load_state_dict(scheduler.state_dict())
-    assert fresh_optimizer.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"]
-    for _ in range(5):
-        optimizer.step(), scheduler.step(), fresh_optimizer.step(), fresh_scheduler.step()
-        assert fresh_optimizer.param_groups[0]["lr"] == pytest.approx(optimizer.param_groups[0]["lr"])
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(cosine_lr(12, base_lr=1e-3, total_steps=20, warmup_steps=5, warmup_lr=0, min_lr=0))
+    resumed = []
+    for epoch in (2, 3):
+        set_position(fresh_scheduler, epoch, 5)
+        for step in range(5):
+            resumed.append(fresh_optimizer.param_groups[0]["lr"])
+            after_update(fresh_scheduler, epoch, step, 5)
+    assert resumed == whole[10:]
 
 
-def test_warmup_longer_than_the_run_is_clipped():
-    lrs = [cosine_lr(s, base_lr=1.0, total_steps=4, warmup_steps=100, warmup_lr=0.0, min_lr=0.0) for s in range(4)]
-    assert lrs == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])
+# ------------------------------------------------------------------ mixup / cutmix (timm's Mixup)
 
 
-# ------------------------------------------------------------------ mixup / cutmix
+def _mixer(num_classes, **kw):
+    args = dict(mixup=0.0, cutmix=0.0, prob=1.0, switch_prob=0.5, mode="batch", label_smoothing=0.0, off_epoch=0)
+    return BatchMixer(num_classes, **{**args, **kw})
 
 
 def test_mixup_on_sequence_batches_mixes_every_time_step_alike():
-    torch.manual_seed(0)
-    mixer = BatchMixer(5, mixup=0.8, cutmix=0.0, prob=1.0, switch_prob=0.5)
-    x, y = torch.rand(6, 3, 2, 8, 8), torch.arange(6) % 5
+    np.random.seed(0)
+    mixer = _mixer(6, mixup=0.8)
+    x, y = torch.rand(6, 3, 2, 8, 8), torch.arange(6)
+    original = x.clone()
     mixed, targets = mixer(x, y)
-    assert mixed.shape == x.shape and targets.shape == (6, 5)
+    assert mixed.shape == x.shape and targets.shape == (6, 6)
     assert torch.allclose(targets.sum(1), torch.ones(6))
-    lam = targets[0, y[0]].item() if y[0] != y[-1] else None
-    # torchvision pairs sample i with i-1 (a roll): every time step uses the same weight.
-    if lam is not None:
-        expected = lam * x[0] + (1 - lam) * x[-1]
-        assert torch.allclose(mixed[0], expected, atol=1e-6)
+    lam = targets[0, 0].item()
+    assert 0 < lam < 1 and targets[0, 5].item() == pytest.approx(1 - lam)
+    # timm pairs sample i with B-1-i (a flip): every time step uses the same weight.
+    assert torch.allclose(mixed[0], lam * original[0] + (1 - lam) * original[-1], atol=1e-6)
 
 
 def test_cutmix_box_is_spatial_and_shared_across_time_steps():
-    torch.manual_seed(1)
-    mixer = BatchMixer(4, mixup=0.0, cutmix=1.0, prob=1.0, switch_prob=0.5)
+    np.random.seed(0)  # a seed whose box is neither empty nor whole
+    mixer = _mixer(4, cutmix=1.0)
     x = torch.stack([torch.full((3, 2, 16, 16), float(i)) for i in range(4)])  # sample i is constant i
     y = torch.arange(4)
     mixed, targets = mixer(x, y)
-    from_partner = mixed[1] == 0.0  # sample 1's pixels taken from sample 0
+    from_partner = mixed[1] == 2.0  # sample 1's pixels taken from its partner, sample 2
     assert from_partner.any() and not from_partner.all()
     assert (from_partner == from_partner[0, 0]).all()  # the same H x W box in every step and channel
     area = from_partner[0, 0].float().mean().item()
-    assert targets[1, 0].item() == pytest.approx(area) and targets[1, 1].item() == pytest.approx(1 - area)
+    assert targets[1, 2].item() == pytest.approx(area) and targets[1, 1].item() == pytest.approx(1 - area)
 
 
-def test_unmixed_batches_get_one_hot_targets():
-    mixer = BatchMixer(3, mixup=0.0, cutmix=0.0, prob=1.0, switch_prob=0.5)
+def test_unmixed_batches_get_label_smoothed_one_hot_targets():
+    mixer = _mixer(4, label_smoothing=0.2)
     x, y = torch.rand(2, 3, 4, 4), torch.tensor([2, 0])
     same, targets = mixer(x, y)
-    assert same is x and targets.tolist() == [[0, 0, 1], [1, 0, 0]]
+    assert same is x and torch.allclose(targets, torch.tensor([[0.05, 0.05, 0.85, 0.05], [0.85, 0.05, 0.05, 0.05]]))
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -327,10 +347,11 @@ def test_one_bf16_epoch_with_mixup_on_sequence_input(capsys):
     before = [p.detach().clone() for p in model.parameters()]
     stats = train_one_epoch(
         model, loader, optimizer=optimizer,
-        scheduler=build_scheduler(optimizer, epochs=1, steps_per_epoch=2, warmup_epochs=0, warmup_lr=0, min_lr=0),
+        scheduler=build_scheduler(optimizer, epochs=1, cooldown_epochs=0, warmup_epochs=0, warmup_lr=0, min_lr=0,
+                                  steps_per_epoch=2),
         scaler=torch.amp.GradScaler("cpu", enabled=False),
-        mixer=BatchMixer(task.num_classes, mixup=0.8, cutmix=1.0, prob=1.0, switch_prob=0.5),
-        label_smoothing=0.1, device=torch.device("cpu"), amp="bf16", epoch=0, epochs=1, rank=0, world_size=1,
+        mixer=_mixer(task.num_classes, mixup=0.8, cutmix=1.0, label_smoothing=0.1),
+        device=torch.device("cpu"), amp="bf16", epoch=0, epochs=1, rank=0, world_size=1,
         progress_bar=True,
     )
     assert stats.samples == 8 and 0 <= stats.correct <= 8

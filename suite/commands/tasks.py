@@ -18,6 +18,11 @@ def register(subparsers) -> None:
         help="folder holding one sub-folder per task (default: $SUITE_DATA_ROOT, else ~/.cache/spikformer-suite/data)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--recipe",
+        metavar="TASK",
+        help="print TASK's resolved recipe instead: every value with where it comes from in the official code",
+    )
     p.set_defaults(func=run)
 
 
@@ -47,6 +52,8 @@ def run(args) -> int:
     from suite.commands.models import format_table
     from suite.task import resolve_data_root
 
+    if args.recipe:
+        return _print_recipe(args.recipe, args.json)
     rows = task_rows(args.data_root)
     if args.json:
         import json
@@ -56,4 +63,20 @@ def run(args) -> int:
     print(format_table(rows, COLUMNS))
     print(f"\ndata root: {resolve_data_root(args.data_root)}  (each task's data lives in <data root>/<name>/)")
     print("Every task also runs on `--data synthetic`: generated samples with the task's shapes and classes.")
+    return 0
+
+
+def _print_recipe(name: str, as_json: bool) -> int:
+    from suite.commands.models import format_table
+    from suite.recipe_table import OFFICIAL_REPO, recipe_rows
+    from suite.task_registry import get_task
+
+    rows = recipe_rows(get_task(name))
+    if as_json:
+        import json
+
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(format_table(rows, ["key", "value", "source"]))
+    print(f"\nsources: files of {OFFICIAL_REPO}, file:line official-key; 'not applied' rows say why.")
     return 0

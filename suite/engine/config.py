@@ -6,6 +6,9 @@ result, `RunSettings`, is a flat dataclass: it is the MLflow params of the run, 
 `config.yaml`, and the `train_loop_config` every Ray worker receives.
 
 Batch size is global (the paper's number): each of the N workers gets batch_size // N samples.
+A run that changes its recipe (a flag, a --config value, the CPU's amp fallback, a short run's
+scaled schedule: see suite.engine.recipe_fit) says so once in its log, and `recipe_deviations`
+records it among the MLflow params.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from suite.engine.recipe_fit import fit_to_run, recipe_deviations
 from suite.errors import UsageError
 from suite.schema import DATA_SYNTHETIC
 
@@ -34,6 +38,8 @@ EXECUTION_FIELDS = (
     "seed", "workers", "gpus_per_worker", "cpus_per_worker", "loader_workers", "max_failures",
     "address", "tracking_uri", "experiment", "download", "data",
 )
+DERIVED_FIELDS = ("recipe_deviations",)  # follow from the others; not part of the config hash
+MIXUP_MODES = ("batch", "pair", "elem")
 
 
 @dataclass
@@ -48,13 +54,17 @@ class RunSettings:
     lr: float
     weight_decay: float
     warmup_epochs: int
+    cooldown_epochs: int
     min_lr: float
     warmup_lr: float
+    sched_on_updates: bool
     label_smoothing: float
     mixup: float
     cutmix: float
     mixup_prob: float
     mixup_switch_prob: float
+    mixup_mode: str
+    mixup_off_epoch: int
     amp: str
     optimizer: str
     schedule: str
@@ -71,6 +81,7 @@ class RunSettings:
     experiment: str = "spikformer-suite"
     tracking_uri: str = ""
     address: str | None = None  # None: an embedded local Ray
+    recipe_deviations: str = ""  # what this run changed of its task's recipe ("" = nothing)
 
     @property
     def use_gpu(self) -> bool:
@@ -92,14 +103,14 @@ class RunSettings:
 
     def hashed_fields(self) -> dict[str, Any]:
         """The fields that define the experiment (see EXECUTION_FIELDS)."""
-        return {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
+        return {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS + DERIVED_FIELDS}
 
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RunSettings))
 RECIPE_FIELDS = (
-    "model", "time_steps", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "min_lr",
-    "warmup_lr", "label_smoothing", "mixup", "cutmix", "mixup_prob", "mixup_switch_prob", "amp",
-    "optimizer", "schedule", "preprocess",
+    "model", "time_steps", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "cooldown_epochs",
+    "min_lr", "warmup_lr", "sched_on_updates", "label_smoothing", "mixup", "cutmix", "mixup_prob",
+    "mixup_switch_prob", "mixup_mode", "mixup_off_epoch", "amp", "optimizer", "schedule", "preprocess",
 )
 
 
@@ -184,6 +195,10 @@ def resolve_settings(
     checked["tracking_uri"] = resolve_tracking_uri(checked["tracking_uri"])
     settings = RunSettings(**checked)
     _check_combinations(settings, layers)
+    from_recipe = {name for name, item in layers.values.items() if item.source.startswith("recipe:")}
+    fit_to_run(settings, task.recipe, from_recipe)
+    _check_schedule(settings, layers)
+    settings.recipe_deviations = recipe_deviations(settings, task.recipe)
     return settings
 
 
@@ -191,7 +206,7 @@ def _check(name: str, value: Any, layers: _Layers) -> Any:
     where = layers.where(name) if name in layers.values else name
     if name in ("epochs", "batch_size", "time_steps", "workers"):
         return _integer(value, where, minimum=1)
-    if name in ("warmup_epochs", "seed", "loader_workers", "cpus_per_worker"):
+    if name in ("warmup_epochs", "cooldown_epochs", "mixup_off_epoch", "seed", "loader_workers", "cpus_per_worker"):
         return _integer(value, where, minimum=0)
     if name == "max_failures":
         return _integer(value, where, minimum=-1)
@@ -206,7 +221,13 @@ def _check(name: str, value: Any, layers: _Layers) -> Any:
         if number > 1:
             raise UsageError(f"{where} must be between 0 and 1, got {number}")
         return number
-    if name in ("skip_corrupt", "download"):
+    if name == "recipe_deviations":
+        return ""  # derived at the end of resolve_settings
+    if name == "mixup_mode":
+        if value not in MIXUP_MODES:
+            raise UsageError(f"{where} must be one of {', '.join(MIXUP_MODES)}, got {value!r}")
+        return value
+    if name in ("skip_corrupt", "download", "sched_on_updates"):
         if not isinstance(value, bool):
             raise UsageError(f"{where} must be true or false, got {value!r}")
         return value
@@ -291,3 +312,19 @@ def _check_combinations(settings: RunSettings, layers: _Layers) -> None:
             raise UsageError(
                 f"{layers.where('amp')} fp16 needs CUDA workers (--gpus-per-worker 1); on CPU use --amp bf16 or off"
             )
+
+
+def _check_schedule(settings: RunSettings, layers: _Layers) -> None:
+    """After fit_to_run: the cosine must get at least one epoch, and timm's Mixup needs even batches."""
+    if settings.cooldown_epochs >= settings.epochs:
+        raise UsageError(
+            f"{layers.where('cooldown_epochs')} ({settings.cooldown_epochs}) leaves no cosine epoch in "
+            f"{settings.epochs} epochs; lower it or raise --epochs"
+        )
+    mixing = (settings.mixup > 0 or settings.cutmix > 0) and settings.mixup_prob > 0
+    if mixing and settings.per_worker_batch_size % 2:
+        raise UsageError(
+            f"mixup/cutmix pair each sample with the batch flipped, so each worker's batch must be even: "
+            f"{layers.where('batch_size')} {settings.batch_size} over --workers {settings.workers} gives "
+            f"{settings.per_worker_batch_size}; choose an even per-worker batch, or --mixup 0 --cutmix 0"
+        )

@@ -225,6 +225,12 @@ def _check_machine_resources(settings: RunSettings) -> None:
 def start_run(settings: RunSettings) -> RunOutcome:
     """A fresh `suite run`: preflight, Ray, a new MLflow run, training. Returns the outcome."""
     preflight(settings)
+    log.info(
+        "global batch %d: %d per worker x %d worker(s)",
+        settings.per_worker_batch_size * settings.workers, settings.per_worker_batch_size, settings.workers,
+    )
+    if settings.recipe_deviations:  # also an MLflow param of the run
+        log.warning("this run differs from the %s recipe: %s", settings.task, settings.recipe_deviations)
     session = start_ray(settings.address)
     with _stoppable(session, settings.tracking_uri) as run:
         settings = _with_cpus(settings, session)

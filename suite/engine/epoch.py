@@ -1,4 +1,4 @@
-"""One training epoch on one worker: mixup/cutmix, AMP, AdamW step, per-step LR schedule."""
+"""One training epoch on one worker: mixup/cutmix (timm), AMP, AdamW step, the timm LR schedule."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from suite.engine.evaluate import autocast_context
 from suite.engine.hooks import CrashPlan
 from suite.engine.mixing import BatchMixer
 from suite.engine.progress import EpochProgress
+from suite.engine.schedule import after_update, set_position
 
 FIGURES_EVERY = 5  # refresh the bar's figures every N steps (each refresh costs a .item() sync)
 
@@ -29,10 +30,9 @@ def train_one_epoch(
     loader,
     *,
     optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scheduler,
     scaler: torch.amp.GradScaler,
     mixer: BatchMixer,
-    label_smoothing: float,
     device: torch.device,
     amp: str,
     epoch: int,
@@ -43,6 +43,8 @@ def train_one_epoch(
     progress_bar: bool = False,
 ) -> TrainStats:
     model.train()
+    set_position(scheduler, epoch, len(loader))
+    mixer.set_epoch(epoch)
     bar = EpochProgress(len(loader), f"epoch {epoch + 1}/{epochs}", enabled=progress_bar)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -53,15 +55,15 @@ def train_one_epoch(
             crash_plan.maybe_crash(epoch, rank, step)
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True).long()
-        x, targets = mixer(x, y)
+        x, targets = mixer(x, y)  # soft targets, label smoothing included (timm's Mixup)
         with autocast_context(amp, device):
             logits = model(x)
-        loss = F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
+        loss = F.cross_entropy(logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        scheduler.step()
+        after_update(scheduler, epoch, step, len(loader))
 
         loss_sum += loss.detach().double() * y.numel()
         correct += (logits.detach().argmax(1) == targets.argmax(1)).sum()

@@ -1,48 +1,63 @@
-"""Cosine learning-rate schedule with linear warm-up, stepped once per optimizer step.
+"""The learning-rate schedule: timm's cosine scheduler, made by timm's own factory.
 
-Per step rather than per epoch (the paper's timm scheduler steps per epoch): short runs of a few
-epochs then still warm up and anneal smoothly. With E epochs of S steps and W warm-up epochs:
+The official scripts build it with timm's `create_scheduler(args, optimizer)` and step it once per
+epoch (`lr_scheduler.step(epoch + 1)` after each epoch, cifar10/train.py:630 and
+cifar10dvs/train.py:436): epoch e trains at
 
-    step t < W*S:   lr = warmup_lr + (base_lr - warmup_lr) * t / (W*S)
-    step t >= W*S:  lr = min_lr + (base_lr - min_lr) * (1 + cos(pi * (t - W*S) / (E*S - W*S))) / 2
+    e < W:            warmup_lr + (lr - warmup_lr) * e / W
+    W <= e < E - C:   min_lr + (lr - min_lr) * (1 + cos(pi * e / (E - C))) / 2
+    e >= E - C:       min_lr   (the cool-down)
 
-so the first step uses warmup_lr, the last one approaches min_lr. Warm-up longer than the run is
-clipped to the whole run minus one step.
+with W warm-up epochs, C cool-down epochs and E epochs in all (timm's `--epochs` is E - C, its
+`num_epochs` return value E). `sched_on_updates` (timm's train.py option) applies the same
+curve per optimizer update instead, with t counted in updates.
+
+The scheduler is a pure function of the epoch (or update) count, so `set_position` at the start of
+every epoch, including the first after a resume, restores it exactly.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
-
-
-def cosine_lr(step: int, *, base_lr: float, total_steps: int, warmup_steps: int, warmup_lr: float, min_lr: float) -> float:
-    """The learning rate at optimizer step `step` (0-based)."""
-    total_steps = max(1, total_steps)
-    warmup_steps = min(warmup_steps, total_steps - 1)
-    if step < warmup_steps:
-        return warmup_lr + (base_lr - warmup_lr) * step / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+from timm.scheduler import create_scheduler_v2
+from timm.scheduler.scheduler import Scheduler
 
 
 def build_scheduler(
     optimizer: torch.optim.Optimizer,
     *,
+    sched: str = "cosine",
     epochs: int,
-    steps_per_epoch: int,
+    cooldown_epochs: int,
     warmup_epochs: int,
     warmup_lr: float,
     min_lr: float,
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """A LambdaLR over `cosine_lr`; its state_dict holds the step count, so it resumes exactly."""
-    base_lr = optimizer.param_groups[0]["lr"]
-    total = epochs * steps_per_epoch
-    warmup = warmup_epochs * steps_per_epoch
+    steps_per_epoch: int,
+    on_updates: bool = False,
+) -> Scheduler:
+    """timm's scheduler `sched` (the recipes': cosine) for `epochs` epochs in all, the last
+    `cooldown_epochs` at min_lr."""
+    scheduler, total = create_scheduler_v2(
+        optimizer,
+        sched=sched,
+        num_epochs=epochs - cooldown_epochs,
+        cooldown_epochs=cooldown_epochs,
+        warmup_epochs=warmup_epochs,
+        warmup_lr=warmup_lr,
+        min_lr=min_lr,
+        step_on_epochs=not on_updates,
+        updates_per_epoch=steps_per_epoch,
+    )
+    assert total == epochs, (total, epochs)  # timm counts warm-up inside, cool-down on top
+    return scheduler
 
-    def factor(step: int) -> float:
-        lr = cosine_lr(step, base_lr=base_lr, total_steps=total, warmup_steps=warmup, warmup_lr=warmup_lr, min_lr=min_lr)
-        return lr / base_lr
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def set_position(scheduler: Scheduler, epoch: int, steps_per_epoch: int) -> None:
+    """Set the LR for the start of `epoch` (whichever of the two counts the scheduler uses)."""
+    scheduler.step(epoch)
+    scheduler.step_update(epoch * steps_per_epoch)
+
+
+def after_update(scheduler: Scheduler, epoch: int, step: int, steps_per_epoch: int) -> None:
+    """After optimizer update `step` of `epoch` (no-op for a per-epoch scheduler, as in timm)."""
+    scheduler.step_update(epoch * steps_per_epoch + step + 1)

@@ -7,7 +7,7 @@
     ray_run_dir    this Ray run's folder (the crash hook's default marker lives there)
     progress_bars  whether rank 0 draws per-epoch progress bars (else one log line per epoch)
 
-Every epoch: train (DistributedSampler, mixup/cutmix, AMP), evaluate exactly over the whole eval
+Every epoch: train (DistributedSampler, timm's LR schedule and mixup/cutmix, AMP), evaluate exactly over the whole eval
 set with the SNN monitor, then rank 0 saves a checkpoint and all ranks call `ray.train.report`
 (rank 0 with the checkpoint). A restarted worker group, or a new driver given `--resume`,
 continues from `ray.train.get_checkpoint()`.
@@ -82,15 +82,17 @@ def _train(settings: RunSettings, config: dict, rank: int, world_size: int, devi
             f"the training set has {len(train_set)} samples, fewer than the batch size {settings.batch_size}; "
             "lower --batch-size or raise --synthetic-size"
         )
-    optimizer = _adamw(bare, settings)
+    optimizer = _optimizer(bare, settings)
     scheduler = build_scheduler(
-        optimizer, epochs=settings.epochs, steps_per_epoch=len(train_loader),
+        optimizer, sched=settings.schedule, epochs=settings.epochs, cooldown_epochs=settings.cooldown_epochs,
         warmup_epochs=settings.warmup_epochs, warmup_lr=settings.warmup_lr, min_lr=settings.min_lr,
+        steps_per_epoch=len(train_loader), on_updates=settings.sched_on_updates,
     )
     scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")
     mixer = BatchMixer(
-        task.num_classes, mixup=settings.mixup, cutmix=settings.cutmix,
-        prob=settings.mixup_prob, switch_prob=settings.mixup_switch_prob,
+        task.num_classes, mixup=settings.mixup, cutmix=settings.cutmix, prob=settings.mixup_prob,
+        switch_prob=settings.mixup_switch_prob, mode=settings.mixup_mode,
+        label_smoothing=settings.label_smoothing, off_epoch=settings.mixup_off_epoch,
     )
     monitor = SNNMonitor(bare)
     crash_plan = crash_plan_from_env(config.get("ray_run_dir") or tempfile.gettempdir())
@@ -118,7 +120,7 @@ def _train(settings: RunSettings, config: dict, rank: int, world_size: int, devi
         sampler.set_epoch(epoch)
         stats = train_one_epoch(
             model, train_loader, optimizer=optimizer, scheduler=scheduler, scaler=scaler, mixer=mixer,
-            label_smoothing=settings.label_smoothing, device=device, amp=settings.amp, epoch=epoch,
+            device=device, amp=settings.amp, epoch=epoch,
             epochs=settings.epochs, rank=rank, world_size=world_size, crash_plan=crash_plan,
             progress_bar=rank == 0 and bool(config.get("progress_bars")),
         )
@@ -137,7 +139,7 @@ def _train(settings: RunSettings, config: dict, rank: int, world_size: int, devi
             best_top1, best_epoch = result.top1, epoch
         metrics = epoch_metrics(
             epoch=epoch, train_loss=train_totals[0].item() / max(1.0, train_totals[1].item()), eval_result=result,
-            best_top1=best_top1, lr=scheduler.get_last_lr()[0], samples_per_s=train_totals[1].item() / max(slowest, 1e-9),
+            best_top1=best_top1, lr=optimizer.param_groups[0]["lr"], samples_per_s=train_totals[1].item() / max(slowest, 1e-9),
             snn_summary=snn, params=n_params, peak_memory_mb=peak_mb,
         )
         firing_rates = {name: float(rate) for name, rate in snn.get("firing_rates", {}).items()}
@@ -209,13 +211,13 @@ def _datasets(task, settings: RunSettings, rank: int, world_size: int):
     return build("train"), build("eval")
 
 
-def _adamw(model: torch.nn.Module, settings: RunSettings) -> torch.optim.AdamW:
-    """AdamW without weight decay on biases and norm scales (1-D tensors), as timm does."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def _optimizer(model: torch.nn.Module, settings: RunSettings) -> torch.optim.Optimizer:
+    """timm's optimizer factory, as the official code builds it (cifar10/train.py:428): the recipe's
+    optimizer, with no weight decay on biases and norm scales (1-D tensors)."""
+    from timm.optim import create_optimizer_v2
+
     # fused: one kernel over all tensors instead of a dozen small ops per tensor (CPU and CUDA)
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=settings.lr, fused=True)
+    return create_optimizer_v2(model, opt=settings.optimizer, lr=settings.lr, weight_decay=settings.weight_decay, fused=True)
 
 
 def _seed_everything(seed: int) -> None:

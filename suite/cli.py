@@ -11,10 +11,20 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
 
 from suite.errors import SuiteError
 
 COMMANDS = ("models", "tasks", "run", "eval", "tune", "submit", "jobs", "leaderboard", "bench", "doctor")
+SCRIPT = "suite"  # the console script of pyproject's [project.scripts]
+MODULE_FORM = "python -m suite"
+
+
+def program_name(argv0: str | None = None) -> str:
+    """What the user typed to start the CLI, for usage lines and the commands it suggests: the
+    installed script (`suite`), else `python -m suite` (also when embedded, e.g. in tests)."""
+    name = Path(sys.argv[0] if argv0 is None else argv0).name
+    return SCRIPT if name in (SCRIPT, f"{SCRIPT}.exe") else MODULE_FORM
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -26,7 +36,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
-        prog="python -m suite",
+        prog=program_name(),
         description="Spikformer Suite: train, tune and compare Spikformer on image, event and skeleton tasks.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -222,13 +222,15 @@ def check_cluster_tracking_uri(tracking_uri: str | None, address: str) -> str:
     return uri
 
 
-def find_project_root(start: Path | None = None) -> Path | None:
-    """The checkout holding this suite's pyproject.toml, if the suite runs from one."""
-    here = (start or Path(__file__)).resolve()
-    for folder in (here, *here.parents):
-        pyproject = folder / "pyproject.toml"
-        if pyproject.is_file() and 'name = "spikformer-suite"' in pyproject.read_text():
-            return folder
+def find_project_root() -> Path | None:
+    """The source checkout the suite runs from, or None when it runs from an installed copy.
+
+    Only the folder holding the `suite` package counts: a wheel installed into a venv that happens
+    to sit inside a checkout must not pass that checkout off as the code that runs."""
+    folder = Path(__file__).resolve().parents[1]
+    pyproject = folder / "pyproject.toml"
+    if pyproject.is_file() and 'name = "spikformer-suite"' in pyproject.read_text():
+        return folder
     return None
 
 

@@ -34,3 +34,12 @@ class PluginError(SuiteError, ImportError):
 
 class TrackingError(SuiteError, ConnectionError):
     """The MLflow tracking server is unreachable or refuses the request."""
+
+
+class MissingExtraError(SuiteError, ImportError):
+    """A feature's package is not installed; the message names the extra that installs it."""
+
+    @classmethod
+    def for_feature(cls, feature: str, extra: str, err: ImportError) -> "MissingExtraError":
+        return cls(f"{feature} needs the package of the suite's '{extra}' extra ({err}): "
+                   f"pip install 'spikformer-suite[{extra}]'")

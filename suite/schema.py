@@ -14,6 +14,7 @@ TAG_SEED = "suite.seed"
 TAG_VERSION = "suite.version"
 TAG_GIT_COMMIT = "suite.git_commit"
 TAG_DEVICE = "suite.device"
+TAG_LIF_BACKEND = "suite.lif_backend"  # what the LIF layers ran on (native C++, Triton, torch kernels)
 TAG_RAY_ADDRESS = "suite.ray_address"
 TAG_CONFIG_HASH = "suite.config_hash"  # identical configs (seed excluded) share it: seeds aggregate
 

@@ -103,8 +103,10 @@ class TaskConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # task-specific knobs
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> "TaskConfig":
-        path = Path(path)
+    def from_yaml(cls, path: str | os.PathLike | Any) -> "TaskConfig":
+        """`path`: a file, or a file shipped in a package, `importlib.resources.files("pkg") / "x.yaml"`
+        (what a task should use: it works from a wheel, not only from a source checkout)."""
+        path = path if hasattr(path, "read_text") else Path(path)
         try:
             raw = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as err:

@@ -276,8 +276,13 @@ def data_fingerprint(folder: str | os.PathLike, max_entries: int = 10_000) -> st
 
 @cache
 def git_commit() -> str:
-    """The suite checkout's commit (with "-dirty" if it has local changes), or "unknown"."""
-    repo = Path(__file__).resolve().parents[1]
+    """The suite checkout's commit (with "-dirty" if it has local changes), or "unknown" (an
+    installed copy, whose version the run records anyway)."""
+    from suite.cluster import find_project_root
+
+    repo = find_project_root()
+    if repo is None:
+        return "unknown"
     try:
         commit = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True

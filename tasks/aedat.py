@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from suite.errors import CorruptDataError, SuiteError
+from suite.errors import CorruptDataError, MissingExtraError
 from tasks.events import EVENT_DTYPE, make_events
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ def read_aedat4_events(path: str | Path) -> np.ndarray:
     try:
         import aedat
     except ImportError as err:
-        raise SuiteError(f"{path}: reading AEDAT 4.0 files needs the 'aedat' package: pip install aedat") from err
+        raise MissingExtraError.for_feature(f"{path}: reading AEDAT 4.0 files", "aedat", err) from err
     version = sniff_version(path)
     if version is None or not version.startswith("4"):
         raise CorruptDataError(f"{path}: this is {_describe_version(version)}, expected AEDAT 4.0")

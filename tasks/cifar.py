@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import pickle
+from importlib import resources
 from pathlib import Path
 from typing import ClassVar
 
@@ -32,7 +33,7 @@ from tasks.transforms import build_image_transform
 
 log = logging.getLogger(__name__)
 
-_HERE = Path(__file__).resolve().parent
+_HERE = resources.files("tasks")  # the configs ship inside the package
 _PIXELS = 3 * 32 * 32
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from tasks.frame_cache import CACHE_PREFIX, SourceItem
 
 log = logging.getLogger(__name__)
 
-CONFIG = TaskConfig.from_yaml(Path(__file__).with_name("cifar10_dvs.yaml"))
+CONFIG = TaskConfig.from_yaml(resources.files("tasks") / "cifar10_dvs.yaml")
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 TONIC_SUBFOLDER = "CIFAR10DVS"  # where tonic.datasets.CIFAR10DVS(save_to=...) puts its copy

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from tasks.frame_cache import SourceItem
 
 log = logging.getLogger(__name__)
 
-CONFIG = TaskConfig.from_yaml(Path(__file__).with_name("dvs128_gesture.yaml"))
+CONFIG = TaskConfig.from_yaml(resources.files("tasks") / "dvs128_gesture.yaml")
 
 NUM_CLASSES = CONFIG.num_classes
 IBM_SUBFOLDER = "DvsGesture"  # what DvsGesture.tar.gz extracts to

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from importlib import resources
 from pathlib import Path
 
 import torchvision.datasets as tvd
@@ -23,7 +24,7 @@ from tasks.transforms import build_image_transform
 
 log = logging.getLogger(__name__)
 
-_HERE = Path(__file__).resolve().parent
+_HERE = resources.files("tasks")  # the configs ship inside the package
 _SPLIT_FOLDERS = {"train": "train", "eval": "val"}
 META_FILE = "meta.bin"
 

@@ -35,6 +35,7 @@ import dataclasses
 import functools
 import logging
 import os
+from importlib import resources
 from pathlib import Path
 from typing import ClassVar
 
@@ -59,7 +60,7 @@ from tasks.ntu_splits import (
 
 log = logging.getLogger(__name__)
 
-_HERE = Path(__file__).resolve().parent
+_HERE = resources.files("tasks")  # the configs ship inside the package
 SUFFIX = ".skeleton"
 CACHE_DIR = "cache"
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,7 +41,7 @@ MISSING_LIST_NAMES = {
     "ntu60": "NTU_RGBD_samples_with_missing_skeletons.txt",
     "ntu120": "NTU_RGBD120_samples_with_missing_skeletons.txt",
 }
-_BUNDLED_MISSING = Path(__file__).with_name("ntu_missing_skeletons.csv")
+_BUNDLED_MISSING = resources.files("tasks") / "ntu_missing_skeletons.csv"
 
 
 class SampleName(NamedTuple):  # a NamedTuple: ~3x cheaper to build than a frozen dataclass
@@ -102,6 +103,6 @@ def read_missing_list(path: str | os.PathLike) -> list[str]:
 
 def bundled_missing_names(dataset: str) -> frozenset[str]:
     """The official missing-skeleton names for `dataset`, from the copy shipped with the suite."""
-    with _BUNDLED_MISSING.open(newline="") as handle:
+    with _BUNDLED_MISSING.open(newline="", encoding="utf-8") as handle:
         names = [row["name"] for row in csv.DictReader(handle)]
     return frozenset(n for n in names if in_dataset(parse_sample_name(n), dataset))

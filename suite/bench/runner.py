@@ -15,6 +15,7 @@ import torch
 from suite.bench import rates
 from suite.bench.spec import BenchSpec
 from suite.errors import SuiteError
+from suite.table import format_table
 
 log = logging.getLogger(__name__)
 
@@ -153,18 +154,19 @@ def format_report(report: dict) -> str:
         f"{report['model']} on {report['task']} shapes, amp {report['amp']}, {m['threads']} threads "
         f"({m['cpu_capability']}), torch {m['torch']}; matmul rate: {rates_line}{load}",
         "",
-        f"{'mode':6} {'impl':13} {'batch':>5} {'samples/s':>10} {'step ms':>9} {'peak MB':>9} "
-        f"{'GFLOP/s':>8} {'of matmul':>9}",
     ]
+    rows = []
     for mode, entry in report["modes"].items():
         for impl, r in entry["results"].items():
-            lines.append(
-                f"{mode:6} {impl:13} {r['batch_size']:>5} {r['samples_per_s']:>10.2f} {r['step_s'] * 1e3:>9.0f} "
-                f"{r['peak_mem_mb']:>9.0f} {r['achieved_gflops']:>8.1f} {r['share_of_matmul']:>9.0%}"
-            )
+            rows.append({
+                "mode": mode, "impl": impl, "batch": r["batch_size"], "samples/s": f"{r['samples_per_s']:.2f}",
+                "step ms": f"{r['step_s'] * 1e3:.0f}", "peak MB": f"{r['peak_mem_mb']:.0f}",
+                "GFLOP/s": f"{r['achieved_gflops']:.1f}", "of matmul": f"{r['share_of_matmul']:.0%}",
+            })
         for peer, ratio in entry.get("ratios", {}).items():
             mem = f"{ratio['peak_mem']:.2f}x" if ratio["peak_mem"] is not None else "n/a"
-            lines.append(f"{mode:6} {'suite/' + peer:13} {'':>5} {ratio['samples_per_s']:>9.2f}x {'':>9} {mem:>9}")
+            rows.append({"mode": mode, "impl": f"suite/{peer}", "samples/s": f"{ratio['samples_per_s']:.2f}x", "peak MB": mem})
+    lines.append(format_table(rows, ["mode", "impl", "batch", "samples/s", "step ms", "peak MB", "GFLOP/s", "of matmul"]))
     flops = {mode: entry["results"]["suite"]["flops_per_sample"] for mode, entry in report["modes"].items()}
     lines.append("")
     lines.append("nominal GFLOP per sample: " + ", ".join(f"{k} {v / 1e9:.2f}" for k, v in flops.items()))

@@ -32,21 +32,21 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _time(ms: int | None) -> str:
+def _time(ms: int | None) -> str | None:
     if not ms:
-        return "-"
+        return None
     return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def format_jobs(jobs) -> str:
+    from suite.table import format_table
+
     rows = [
-        [j.submission_id or j.job_id or "-", str(j.status), _time(j.start_time), _time(j.end_time), j.entrypoint]
+        {"JOB ID": j.submission_id or j.job_id, "STATUS": str(j.status), "START": _time(j.start_time),
+         "END": _time(j.end_time), "ENTRYPOINT": j.entrypoint}
         for j in sorted(jobs, key=lambda j: j.start_time or 0)
     ]
-    header = ["JOB ID", "STATUS", "START", "END", "ENTRYPOINT"]
-    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i]) for i in range(4)]
-    line = lambda cells: "  ".join([*(c.ljust(w) for c, w in zip(cells, widths)), cells[4]]).rstrip()
-    return "\n".join([line(header), *(line(r) for r in rows)])
+    return format_table(rows, ["JOB ID", "STATUS", "START", "END", "ENTRYPOINT"])
 
 
 def run(args) -> int:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import math
 
 DEFAULT_OUT = "leaderboards"
+COLUMNS = ["board", "real configs", "best top-1 (%)", "synthetic configs", "published", "excluded runs"]
 
 
 def register(subparsers) -> None:
@@ -42,8 +42,8 @@ def _known_tasks(references) -> set[str]:
 def run(args: argparse.Namespace) -> int:
     from suite.errors import UnknownNameError
     from suite.leaderboard import generate_leaderboards
-    from suite.leaderboard.formatting import DASH, integer
     from suite.leaderboard.references import load_references
+    from suite.table import format_table
 
     if args.task is not None:
         known = _known_tasks(load_references(args.references))
@@ -65,22 +65,18 @@ def run(args: argparse.Namespace) -> int:
         references_path=args.references,
         publish=not args.no_publish,
     )
-    rows = [("board", "real configs", "best top-1 (%)", "synthetic configs", "published", "excluded runs")]
-    for board in result.boards:
-        best = board.real["top1_mean"].max() if not board.real.empty else float("nan")
-        rows.append(
-            (
-                board.title,
-                str(len(board.real)),
-                DASH if math.isnan(best) else f"{best:.2f}",
-                str(len(board.synthetic)),
-                str(len(board.references)),
-                integer(sum(board.unfinished.values())),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    rows = [
+        {
+            "board": board.title,
+            "real configs": len(board.real),
+            "best top-1 (%)": board.real["top1_mean"].max() if not board.real.empty else None,
+            "synthetic configs": len(board.synthetic),
+            "published": len(board.references),
+            "excluded runs": sum(board.unfinished.values()),
+        }
+        for board in result.boards
+    ]
+    print(format_table(rows, COLUMNS, formats={"best top-1 (%)": "{:.2f}".format}))
     print(f"\nwrote {len(result.board_files)} board files and {result.html_path}")
     if result.run_id:
         print(f"logged to MLflow experiment 'leaderboards', run {result.run_id}")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 
+COLUMNS = ["name", "stem", "input", "classes", "T", "heads", "params", "paper_top1"]
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("models", help="list the registered Spikformer variants")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -35,13 +38,6 @@ def model_rows() -> list[dict]:
     return rows
 
 
-def format_table(rows: list[dict], columns: list[str]) -> str:
-    cells = [[str(r[c]) if not isinstance(r[c], int) or c != "params" else f"{r[c]:,}" for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()
-    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(row) for row in cells)])
-
-
 def run(args) -> int:
     rows = model_rows()
     if args.json:
@@ -49,6 +45,8 @@ def run(args) -> int:
 
         print(json.dumps(rows, indent=2))
     else:
-        print(format_table(rows, ["name", "stem", "input", "classes", "T", "heads", "params", "paper_top1"]))
+        from suite.table import format_table
+
+        print(format_table(rows, COLUMNS, formats={"params": "{:,}".format}))
         print("\nAny 'spikformer-L-D' name works (L blocks, D dims); see `suite.models.create_model`.")
     return 0

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 
+from suite.cli import program_name
+
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Train a Spikformer on a task with Ray Train (V2) and track it as one MLflow run.
 
-Every default comes from the task's paper recipe (`python -m suite tasks`); a --config YAML file
+Every default comes from the task's paper recipe (`{prog} tasks`); a --config YAML file
 (keys as in the run's config.yaml artifact) overrides it, and flags override both. Numeric flags
 are checked here and a bad value is named in a one-line error.
 
@@ -21,9 +23,9 @@ mlflow.db, its artifacts/ and Ray's checkpoints ray_results/. Browse with
 
 EPILOG = """\
 examples:
-  python -m suite run --task cifar10 --model spikformer-2-64 --data synthetic --epochs 2 --workers 2
-  python -m suite run --task cifar10 --data ~/datasets --download
-  python -m suite run --resume 0123abcd...   (continue a run whose driver died or was stopped)
+  {prog} run --task cifar10 --model spikformer-2-64 --data synthetic --epochs 2 --workers 2
+  {prog} run --task cifar10 --data ~/datasets --download
+  {prog} run --resume 0123abcd...   (continue a run whose driver died or was stopped)
 
 stopping: Ctrl-C, `kill PID` (SIGTERM) and `suite jobs stop` end the MLflow run KILLED and keep its
 checkpoints for --resume; the exit status is 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM).
@@ -68,10 +70,11 @@ RESUME_FLAGS = ("tracking_uri", "address")
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "run", help="train a model on a task (Ray Train + MLflow)", description=DESCRIPTION, epilog=EPILOG,
+        "run", help="train a model on a task (Ray Train + MLflow)",
+        description=DESCRIPTION.format(prog=program_name()), epilog=EPILOG.format(prog=program_name()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--task", metavar="TASK", help="task name (see `python -m suite tasks`); required unless --resume")
+    p.add_argument("--task", metavar="TASK", help="task name (see the `tasks` command); required unless --resume")
     p.add_argument(
         "--data", metavar="synthetic|PATH",
         help="'synthetic' for generated data of the task's shapes, or the data root holding the task's folder "
@@ -118,7 +121,7 @@ def stopped_line(stop, resume: str | None = None) -> str:
         return f"stopped by {stop.signal_name} before the MLflow run was created"
     if stop.run_status == "FINISHED":
         return f"stopped by {stop.signal_name} after training ended: MLflow run {stop.run_id} is FINISHED"
-    resume = resume or f"python -m suite run --resume {stop.run_id}"
+    resume = resume or f"{program_name()} run --resume {stop.run_id}"
     if stop.tracking_uri and stop.tracking_uri != default_tracking_uri():
         resume += f" --tracking-uri {stop.tracking_uri}"
     return f"stopped by {stop.signal_name}: MLflow run {stop.run_id} is {stop.run_status}; continue it with: {resume}"
@@ -135,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"--resume continues a run with its stored config; drop {named}")
         return _resume(args.resume, overrides)
     if not args.task:
-        raise UsageError("--task is required (or --resume RUN_ID); list tasks with `python -m suite tasks`")
+        raise UsageError(f"--task is required (or --resume RUN_ID); list tasks with `{program_name()} tasks`")
     return _start(args.task, overrides, args.config)
 
 

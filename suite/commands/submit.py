@@ -14,6 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from suite.cli import program_name
+
 logger = logging.getLogger(__name__)
 
 # Commands that make sense as a job; the others only talk to a cluster or print local tables.
@@ -25,7 +27,7 @@ def register(subparsers) -> None:
         "submit",
         help="run a suite command (run, tune, ...) as a Ray job on a cluster",
         description="Submit `python -m suite COMMAND ...` to a Ray cluster through the Ray Jobs API.",
-        epilog="example: python -m suite submit --address http://HEAD:8265 --tracking-uri "
+        epilog=f"example: {program_name()} submit --address http://HEAD:8265 --tracking-uri "
         "http://MLFLOW:5000 -- run --task cifar10 --model spikformer-4-384 --workers 4",
     )
     add_connection_args(p)
@@ -130,7 +132,7 @@ def run(args) -> int:
     )
     print(f"job id: {job_id}", flush=True)
     if args.no_wait:
-        print(f"follow it with: python -m suite jobs logs {job_id} --follow --address {address}")
+        print(f"follow it with: {program_name()} jobs logs {job_id} --follow --address {address}")
         return 0
     try:
         cluster.follow_logs(client, job_id, sys.stdout)
@@ -138,7 +140,7 @@ def run(args) -> int:
     except KeyboardInterrupt:
         print(
             f"\nstopped following; job {job_id} keeps running. "
-            f"Stop it with: python -m suite jobs stop {job_id} --address {address}",
+            f"Stop it with: {program_name()} jobs stop {job_id} --address {address}",
             file=sys.stderr,
         )
         return 130

@@ -49,7 +49,7 @@ def task_rows(data_root=None) -> list[dict]:
 
 
 def run(args) -> int:
-    from suite.commands.models import format_table
+    from suite.table import format_table
     from suite.task import resolve_data_root
 
     if args.recipe:

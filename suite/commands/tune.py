@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from suite.cli import program_name
+
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
@@ -19,10 +21,10 @@ randint:LOW:HIGH (inclusive), choice:A,B,..., grid:A,B,... (every value, each sa
 
 EPILOG = """\
 examples:
-  python -m suite tune --task cifar10 --model spikformer-2-64 --data synthetic --epochs 4 --amp off \\
+  {prog} tune --task cifar10 --model spikformer-2-64 --data synthetic --epochs 4 --amp off \\
       --samples 8 --param lr=loguniform:1e-4:1e-2 --param time_steps=choice:2,4
-  python -m suite tune --resume sweep-0123abcd...   (continue an interrupted sweep)
-  python -m suite submit --address http://HEAD:8265 --tracking-uri http://MLFLOW:5000 -- tune --task ...
+  {prog} tune --resume sweep-0123abcd...   (continue an interrupted sweep)
+  {prog} submit --address http://HEAD:8265 --tracking-uri http://MLFLOW:5000 -- tune --task ...
 
 stopping: Ctrl-C, `kill PID` (SIGTERM) and `suite jobs stop` stop a sweep gracefully: Tune saves it,
 its runs end KILLED and --resume continues it; the exit status is 130 (Ctrl-C) or 143 (SIGTERM).
@@ -37,7 +39,8 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "tune", help="hyperparameter sweep (Ray Tune + ASHA, MLflow parent/nested runs)",
-        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION, epilog=EPILOG.format(prog=program_name()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--task", metavar="TASK", help="task name; required unless --resume")
     p.add_argument("--samples", type=int, default=4, metavar="N", help="trials to sample (default 4; x the grid size)")
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except RunInterrupted as stop:  # stopped before Tune's own graceful stop could take over
-        log.warning(stopped_line(stop, resume=f"python -m suite tune --resume sweep-{stop.run_id}"))
+        log.warning(stopped_line(stop, resume=f"{program_name()} tune --resume sweep-{stop.run_id}"))
         return stop.exit_code
 
 
@@ -94,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
         param_names = list(outcome.trials[0]["params"]) if outcome.trials else []
     else:
         if not args.task:
-            raise UsageError("--task is required (or --resume SWEEP); list tasks with `python -m suite tasks`")
+            raise UsageError(f"--task is required (or --resume SWEEP); list tasks with `{program_name()} tasks`")
         spec = build_spec(args)
         outcome = _start(spec)
         param_names = list(spec.space)

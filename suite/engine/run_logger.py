@@ -36,7 +36,7 @@ class RunLogger:
 
             attach_run(tracking_uri, run_id, system_metrics=True)
 
-    def set_device(self, device: torch.device, world_size: int) -> None:
+    def set_device(self, device: torch.device, world_size: int, lif_backend: str) -> None:
         if not self.enabled:
             return
         import mlflow
@@ -45,7 +45,7 @@ class RunLogger:
             name = torch.cuda.get_device_name(device)
         else:
             name = platform.processor() or platform.machine()
-        mlflow.set_tag(schema.TAG_DEVICE, f"{device.type}:{name} x{world_size}")
+        mlflow.set_tags({schema.TAG_DEVICE: f"{device.type}:{name} x{world_size}", schema.TAG_LIF_BACKEND: lif_backend})
 
     def last_logged_epoch(self) -> int:
         """The highest epoch whose metrics are in the run, -1 if none."""

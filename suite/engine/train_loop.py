@@ -59,6 +59,7 @@ def _train(settings: RunSettings, config: dict, rank: int, world_size: int, devi
 
     from suite.metrics import SNNMonitor
     from suite.models import create_model
+    from suite.models.lif_fused import describe_backends
     from suite.task_registry import get_task
 
     task = get_task(settings.task)
@@ -71,6 +72,9 @@ def _train(settings: RunSettings, config: dict, rank: int, world_size: int, devi
     n_params = sum(p.numel() for p in bare.parameters())
     model = ray.train.torch.prepare_model(bare) if world_size > 1 else bare.to(device)
     bare = bare.to(device)
+    lif_backend = describe_backends(bare, device)  # builds the native kernels now, not in the first step
+    if rank == 0:
+        log.info("LIF backend: %s", lif_backend)
 
     sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=settings.seed, drop_last=True)
     train_loader = DataLoader(
@@ -114,7 +118,7 @@ def _train(settings: RunSettings, config: dict, rank: int, world_size: int, devi
             log.info("resumed from the checkpoint of epoch %d (best top-1 %.2f%%)", state["epoch"], best_top1)
     else:
         _seed_everything(settings.seed + 7919 * rank)  # distinct augmentation/mixup streams per rank
-    logger.set_device(device, world_size)
+    logger.set_device(device, world_size, lif_backend)
 
     for epoch in range(start_epoch, settings.epochs):
         sampler.set_epoch(epoch)

@@ -1,9 +1,10 @@
 """Native CPU kernels for the fused LIF and BatchNorm + LIF (csrc/lif_cpu.cpp) and the spike
 max-pool (csrc/maxpool_cpu.cpp, used by suite.models.spike_pool).
 
-The C++ files are compiled on first use with the system C++ compiler (about a second) into a
-per-machine cache and called through ctypes on the tensors' memory: no torch headers, no Python
-extension build. Each `native_*` function here takes and returns what its reference twin in
+The C++ files ship inside the package (read through importlib.resources, so an installed wheel
+builds exactly what a checkout does) and are compiled on first use with the system C++ compiler
+(about a second) into a per-machine cache and called through ctypes on the tensors' memory: no torch
+headers, no Python extension build. Each `native_*` function here takes and returns what its reference twin in
 lif_fused.py / bn_lif_fused.py does (same name without `native_`), so `KERNELS.run` can swap one
 for the other. float32 and bfloat16 tensors are handled natively; anything else, or a machine
 without a compiler, uses the reference-shaped torch code (compiled by inductor where it pays).
@@ -23,6 +24,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -31,9 +33,9 @@ from suite.models import spike_storage
 
 log = logging.getLogger(__name__)
 
-CSRC = Path(__file__).with_name("csrc")
+CSRC = resources.files("suite.models") / "csrc"
 SOURCES = [CSRC / "lif_cpu.cpp", CSRC / "maxpool_cpu.cpp"]
-HEADERS = [CSRC / "storage.h"]
+HEADERS = [CSRC / "storage.h"]  # included by the sources: part of the build key and of the build folder
 ABI_VERSION = 4
 DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 # -ffp-contract=off: no fused multiply-adds, so every rounding matches the reference's separate ops.
@@ -88,40 +90,62 @@ def _compiler() -> str:
     return cxx
 
 
-def library_path() -> Path:
+def source_texts() -> dict[str, str]:
+    """File name -> text of every source and header, as installed."""
+    texts = {}
+    for source in (*SOURCES, *HEADERS):
+        try:
+            texts[source.name] = source.read_text()
+        except OSError as err:
+            raise NativeKernelError(
+                f"kernel file {source.name} is missing from the installed suite ({err}); "
+                "reinstall spikformer-suite (its package data lacks suite/models/csrc files)"
+            ) from err
+    return texts
+
+
+def library_path(texts: dict[str, str] | None = None) -> Path:
     """Where the build for this source, compiler, flags and CPU lives (built if missing)."""
     cxx = _compiler()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
-    texts = [f.read_text() for f in (*SOURCES, *HEADERS)]
-    key = hashlib.sha256("\n".join([*texts, cxx, version, " ".join(FLAGS), _cpu_signature()]).encode()).hexdigest()[:16]
+    texts = source_texts() if texts is None else texts
+    key = hashlib.sha256("\n".join([*texts.values(), cxx, version, " ".join(FLAGS), _cpu_signature()]).encode()).hexdigest()[:16]
     return cache_dir() / f"lif_cpu-{key}.so"
 
 
-def build(target: Path) -> None:
-    """Compile SOURCES into `target`, atomically: concurrent processes (Ray workers) may race."""
+def build(target: Path, texts: dict[str, str] | None = None) -> None:
+    """Compile SOURCES into `target`, atomically: concurrent processes (Ray workers) may race.
+
+    The texts are written into a private folder first, so the compiler sees exactly what the build
+    key was computed from, whether the package is a checkout, an installed wheel or a zip."""
+    texts = source_texts() if texts is None else texts
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
-    cmd = [_compiler(), *FLAGS, *map(str, SOURCES), "-o", tmp]
-    log.info("compiling the native LIF kernels: %s", " ".join(cmd))
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    with tempfile.TemporaryDirectory(prefix="lif_cpu-src-") as folder:
+        for name, text in texts.items():
+            Path(folder, name).write_text(text)
+        cmd = [_compiler(), *FLAGS, *(str(Path(folder, s.name)) for s in SOURCES), "-o", tmp]
+        log.info("compiling the native LIF kernels: %s", " ".join(cmd))
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         os.unlink(tmp)
-        raise NativeKernelError(f"compiling {', '.join(f.name for f in SOURCES)} failed ({' '.join(cmd)}):\n{done.stderr.strip()[-2000:]}")
+        raise NativeKernelError(f"compiling {', '.join(s.name for s in SOURCES)} failed ({' '.join(cmd)}):\n{done.stderr.strip()[-2000:]}")
     os.replace(tmp, target)
 
 
-def _load() -> ctypes.CDLL:
-    path = library_path()
+def _load() -> tuple[ctypes.CDLL, Path]:
+    texts = source_texts()
+    path = library_path(texts)
     if not path.exists():
-        build(path)
+        build(path, texts)
     lib = ctypes.CDLL(str(path))  # torch is imported: its libgomp serves the library's OpenMP
     for name, (argtypes, restype) in _SIGNATURES.items():
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = argtypes, restype
     if lib.suite_lif_abi_version() != ABI_VERSION:
         raise NativeKernelError(f"{path} has ABI {lib.suite_lif_abi_version()}, expected {ABI_VERSION}; delete it")
-    return lib
+    return lib, path
 
 
 class _Library:
@@ -131,6 +155,8 @@ class _Library:
         self._lock = threading.Lock()
         self._lib: ctypes.CDLL | None = None
         self._failed = False
+        self.path: Path | None = None  # the loaded build
+        self.error: str | None = None  # why it could not be built or loaded
 
     def get(self) -> ctypes.CDLL | None:
         if self._lib is not None or self._failed or not enabled():
@@ -138,9 +164,10 @@ class _Library:
         with self._lock:
             if self._lib is None and not self._failed:
                 try:
-                    self._lib = _load()
+                    self._lib, self.path = _load()
                 except (NativeKernelError, OSError) as err:
                     self._failed = True
+                    self.error = str(err).splitlines()[0]
                     log.warning("native LIF kernels unavailable (%s); using torch kernels instead", err)
         return self._lib
 
@@ -150,6 +177,15 @@ LIBRARY = _Library()
 
 def available() -> bool:
     return LIBRARY.get() is not None
+
+
+def status() -> str:
+    """Whether the native kernels run in this process: the loaded build, or why not."""
+    if not enabled():
+        return "native kernels off (SUITE_NATIVE_KERNELS)"
+    if LIBRARY.get() is None:
+        return f"native kernels unavailable: {LIBRARY.error}"
+    return f"native C++ kernels {LIBRARY.path}"
 
 
 def supports(x: torch.Tensor) -> bool:

@@ -30,7 +30,7 @@ from typing import Callable
 import torch
 
 from suite.models import lif_cpu
-from suite.models.neuron import AUTO_EXCLUDED, BACKENDS
+from suite.models.neuron import AUTO_EXCLUDED, BACKENDS, LIF, backend_name
 from suite.models.spike_storage import mark_spikes
 
 log = logging.getLogger(__name__)
@@ -197,3 +197,20 @@ if torch.cuda.is_available():
         lif_triton.register(BACKENDS, AUTO_EXCLUDED)
     except ImportError as err:  # no triton: CUDA tensors use the torch.compile kernels above
         log.info("Triton LIF kernels unavailable (%s); CUDA uses the compiled 'fused' backend", err)
+
+
+def describe_backends(model: torch.nn.Module, device: torch.device) -> str:
+    """What the model's LIF layers run on here, e.g. "fused_cpu (native C++ kernels /path/lif_cpu-<key>.so)":
+    the line a run logs so that a slow fallback never goes unnoticed."""
+    names = sorted({backend_name(m.backend, device) for m in model.modules() if isinstance(m, LIF)})
+    return ", ".join(f"{name} ({_how(name, device)})" for name in names) or "no LIF layers"
+
+
+def _how(name: str, device: torch.device) -> str:
+    if BACKENDS[name] is not lif_fused:
+        return {"reference": "per-step autograd", "fused_cuda": "Triton kernels"}.get(name, BACKENDS[name].__module__)
+    if device.type != "cpu":
+        return "torch kernels"
+    if not KERNELS.native_enabled:
+        return "torch kernels; native kernels off"
+    return lif_cpu.status() if lif_cpu.available() else f"torch kernels; {lif_cpu.status()}"

@@ -60,16 +60,20 @@ BACKENDS: dict[str, Callable[..., torch.Tensor]] = {"reference": lif_reference}
 AUTO_EXCLUDED: dict[str, str] = {}
 
 
-def resolve_backend(name: str, device: torch.device) -> Callable[..., torch.Tensor]:
-    """'auto' picks the fastest registered backend for the device that is not excluded from
-    'auto'; the rest must be registered."""
+def backend_name(name: str, device: torch.device) -> str:
+    """The registered backend `name` stands for on `device`: 'auto' picks the fastest one that is
+    not excluded from 'auto'; the rest must be registered."""
     if name == "auto":
         for candidate in (f"fused_{device.type}", "fused", "reference"):
             if candidate in BACKENDS and candidate not in AUTO_EXCLUDED:
-                return BACKENDS[candidate]
+                return candidate
     if name not in BACKENDS:
         raise ValueError(f"unknown LIF backend {name!r}; available: {', '.join(sorted(BACKENDS))} or 'auto'")
-    return BACKENDS[name]
+    return name
+
+
+def resolve_backend(name: str, device: torch.device) -> Callable[..., torch.Tensor]:
+    return BACKENDS[backend_name(name, device)]
 
 
 class LIF(nn.Module):

@@ -24,9 +24,12 @@ def _text(value: Any) -> str:
 
 
 def run_command(task: str, run_flags: Mapping[str, Any], best_params: Mapping[str, Any]) -> str:
-    """`python -m suite run ...` with the flags the sweep was given and the best trial's values."""
+    """`suite run ...` (as the user started the CLI) with the flags the sweep was given and the best
+    trial's values."""
+    from suite.cli import program_name
+
     flag_of = _flag_of()
-    args = ["python", "-m", "suite", "run", "--task", task]
+    args = [*program_name().split(), "run", "--task", task]
     for name, value in {**run_flags, **best_params}.items():
         if value is None or name == "address":  # where to run is the reader's choice
             continue
@@ -60,43 +63,38 @@ def trial_rows(results, trial_runs: Mapping[str, Any], param_names: list[str]) -
     return sorted(rows, key=lambda r: -(r["best_top1"] if r["best_top1"] is not None else -1.0))
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "-" if value is None else str(value)
-
-
 def format_trials(rows: list[dict[str, Any]], param_names: list[str]) -> str:
-    header = ["trial", "status", *param_names, "epochs", "best_top1", "mlflow run"]
+    from suite.table import format_table
+
     table = [
-        [
-            r["trial_id"],
-            r["status"] + (" (early stop)" if r["early_stopped"] else ""),
-            *(_cell(r["params"].get(name)) for name in param_names),
-            str(r["epochs"]),
-            _cell(r["best_top1"]),
-            r["run_id"] or "-",
-        ]
+        {
+            "trial": r["trial_id"],
+            "status": r["status"] + (" (early stop)" if r["early_stopped"] else ""),
+            **{name: r["params"].get(name) for name in param_names},
+            "epochs": r["epochs"],
+            "best_top1": r["best_top1"],
+            "mlflow run": r["run_id"],
+        }
         for r in rows
     ]
-    widths = [max(len(header[i]), *(len(row[i]) for row in table)) if table else len(header[i]) for i in range(len(header))]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(row) for row in table)])
+    return format_table(table, ["trial", "status", *param_names, "epochs", "best_top1", "mlflow run"])
 
 
 def summary(outcome, param_names: list[str]) -> str:
+    from suite.cli import program_name
+    from suite.table import cell_text
     from suite.tracking import ui_command
 
     lines = [format_trials(outcome.trials, param_names), ""]
     if outcome.interrupted:
         lines.append(
-            f"sweep {outcome.sweep_name} was interrupted; continue it with: python -m suite tune --resume "
+            f"sweep {outcome.sweep_name} was interrupted; continue it with: {program_name()} tune --resume "
             f"{outcome.sweep_name}" + (f" --tracking-uri {outcome.tracking_uri}" if outcome.tracking_uri else "")
         )
     if outcome.best_command:
-        best = ", ".join(f"{k}={_cell(v)}" for k, v in outcome.best_params.items())
+        best = ", ".join(f"{k}={cell_text(v)}" for k, v in outcome.best_params.items())
         top1 = outcome.best_metrics.get(schema.M_BEST_TOP1)
-        lines.append(f"best trial {outcome.best_trial_id}: {best} (best top-1 {_cell(top1)}%)")
+        lines.append(f"best trial {outcome.best_trial_id}: {best} (best top-1 {cell_text(top1)}%)")
         lines.append("train it with:")
         lines.append(f"  {outcome.best_command}")
     lines.append(f"MLflow parent run {outcome.parent_run_id} in {outcome.tracking_uri}; browse: {ui_command(outcome.tracking_uri)}")

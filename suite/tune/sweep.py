@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from suite import schema, tracking
-from suite.errors import SuiteError, UsageError
+from suite.errors import MissingExtraError, SuiteError, UsageError
 from suite.tune import runs
 from suite.tune.space import ParamSpec, grid_size, parse_space, to_tune
 
@@ -98,6 +98,10 @@ def check_spec(spec: SweepSpec) -> None:
         grids = [name for name, p in space.items() if p.distribution == "grid"]
         if grids:
             raise UsageError(f"--search optuna samples every parameter; {', '.join(grids)} use grid: use choice instead")
+        try:
+            import optuna  # noqa: F401  (Ray's OptunaSearch imports it only when the sweep starts)
+        except ImportError as err:
+            raise MissingExtraError.for_feature("--search optuna", "optuna", err) from err
     task = get_task(spec.task)
     for name, param in space.items():
         for value in param.candidate_values():

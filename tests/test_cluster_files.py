@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ import suite
 from suite import cluster
 from suite.cli import build_parser
 
-CLUSTER = Path(__file__).resolve().parents[1] / "cluster"
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER = REPO / "cluster"
 IMAGE = f"registry.example.com/spikformer-suite:{suite.__version__}"
 RAY_SECRET = "spikformer-ray-token"
 HEAD_PORTS = {"gcs-server": 6379, "dashboard": 8265, "client": 10001}
@@ -41,14 +43,31 @@ def test_every_yaml_loads_and_every_file_is_explained_in_the_readme():
             assert load(rel), f"{rel} has no YAML documents"
 
 
-def test_dockerfile_builds_on_the_same_ray_and_installs_the_suite():
+def dockerfile_stages() -> list[tuple[str, str]]:
+    """(FROM image, the stage's text) for each stage of cluster/Dockerfile."""
     text = (CLUSTER / "Dockerfile").read_text()
-    base = re.search(r"^FROM (\S+)", text, re.M).group(1)
-    assert base == f"rayproject/ray:{ray.__version__}-py311-gpu"  # the Jobs API client and cluster must match
-    assert "pip install --no-cache-dir ." in text and "COPY --chown=ray:users suite ./suite" in text
-    assert re.search(r"SUITE_HOME=/mnt/shared/", text) and "SUITE_DATA_ROOT=/data" in text
+    parts = re.split(r"^FROM (\S+).*$", text, flags=re.M)
+    return list(zip(parts[1::2], parts[2::2]))
+
+
+def test_dockerfile_builds_on_the_same_ray_and_installs_the_suite_from_its_wheel():
+    from test_wheel import BUILD_WHEEL
+
+    (builder, build), (base, image) = dockerfile_stages()
+    # stage 1 builds the wheel the way tests/test_wheel.py builds the one it installs and runs
+    assert builder.startswith("python:3.11") and "COPY . ." in build
+    assert f"{shlex.join(BUILD_WHEEL)} /dist ." in " ".join(build.split())
+    # stage 2: the Jobs API client and the cluster must match; only the wheel crosses over
+    assert base == f"rayproject/ray:{ray.__version__}-py311-gpu"
+    assert "COPY --from=wheel /dist/ /tmp/dist/" in image and not re.search(r"^COPY (?!--from=wheel)", image, re.M)
+    extras = re.search(r'spikformer_suite-\*\.whl\)\[([a-z,]+)\]"', image).group(1).split(",")
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert sorted(extras) == sorted(set(declared) - {"test"})  # every feature extra, not the test tools
+    assert "cd / && suite models" in image and "lif_cpu.available()" in image  # checked outside any source tree
+    assert "apt-get install" in image and " g++" in image
+    assert re.search(r"SUITE_HOME=/mnt/shared/", image) and "SUITE_DATA_ROOT=/data" in image
     ignored = (CLUSTER / "Dockerfile.dockerignore").read_text().split()
-    assert {".venv", ".git", "data"} <= set(ignored)
+    assert {".venv", ".git", "data", "build", "dist", "*.egg-info"} <= set(ignored)
 
 
 def ray_cluster_specs() -> list[tuple[str, dict]]:

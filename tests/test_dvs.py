@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from dvs_fixtures import (
 )
 from real_samples import needs_real_samples
 
-from suite.errors import CorruptDataError, DataNotFoundError
+from suite.errors import CorruptDataError, DataNotFoundError, MissingExtraError
 from suite.task_registry import get_task
 from tasks.aedat import read_aedat4_events, read_aedat31_polarity, read_cifar10_dvs_aedat, sniff_version
 from tasks.dvs_gesture import read_gesture_labels
@@ -168,6 +169,12 @@ def test_bad_labels_csv_rows_are_named(tmp_path):
 
 
 # -- AEDAT 4.0 (the real sample) ---------------------------------------------------------------
+def test_without_the_aedat_package_the_error_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "aedat", None)  # what `import aedat` meets when it is not installed
+    with pytest.raises(MissingExtraError, match=r"rec\.aedat4: reading AEDAT 4\.0 files needs .*pip install 'spikformer-suite\[aedat\]'"):
+        read_aedat4_events("rec.aedat4")
+
+
 @needs_real_dvs
 def test_aedat4_sample_is_recognised_and_read():
     sample = REAL_DVS / "tonic_sample.aedat4"

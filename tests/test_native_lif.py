@@ -171,3 +171,35 @@ def test_no_uint8_copy_is_written_outside_training():
     with torch.no_grad():
         spikes = lif_fused(x, 2.0, 1.0, 4.0)
     assert spike_storage._twin_view(spikes) is None
+
+
+def test_a_model_names_what_its_lif_layers_run_on(tmp_path, monkeypatch):
+    from suite.models import create_model
+    from suite.models.lif_fused import describe_backends
+
+    cpu = torch.device("cpu")
+    model = create_model("spikformer-1-32")
+    assert describe_backends(model, cpu) == f"fused_cpu (native C++ kernels {lif_cpu.LIBRARY.path})"
+    assert lif_cpu.LIBRARY.path.is_file()
+    assert describe_backends(create_model("spikformer-1-32", lif_backend="reference"), cpu) == "reference (per-step autograd)"
+    monkeypatch.setattr(KERNELS, "native_enabled", False)
+    assert describe_backends(model, cpu) == "fused_cpu (torch kernels; native kernels off)"
+    monkeypatch.setattr(KERNELS, "native_enabled", True)
+    monkeypatch.setenv("SUITE_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "no-such-compiler-xyz")
+    monkeypatch.setattr(lif_cpu, "LIBRARY", lif_cpu._Library())
+    assert describe_backends(model, cpu) == (
+        "fused_cpu (torch kernels; native kernels unavailable: no C++ compiler 'no-such-compiler-xyz' on PATH "
+        "(install g++ or set CXX))"
+    )
+
+
+def test_a_missing_header_is_named_and_the_torch_kernels_take_over(tmp_path, monkeypatch, caplog):
+    """What an installed suite whose package data lacks storage.h does (tests/test_wheel.py builds the real wheel)."""
+    monkeypatch.setenv("SUITE_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(lif_cpu, "HEADERS", [tmp_path / "storage.h"])
+    monkeypatch.setattr(lif_cpu, "LIBRARY", lif_cpu._Library())
+    with caplog.at_level(logging.WARNING, logger="suite.models.lif_cpu"):
+        assert not lif_cpu.available()
+    assert "kernel file storage.h is missing from the installed suite" in lif_cpu.status()
+    assert "using torch kernels instead" in caplog.text and not list(tmp_path.glob("*.so"))

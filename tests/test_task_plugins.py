@@ -115,7 +115,7 @@ def table(output: str) -> dict[str, dict[str, str]]:
     lines = output.splitlines()
     header = lines[0].split()
     rows = {}
-    for line in lines[2:]:
+    for line in lines[1:]:
         if not line.strip():
             break
         cells = line.split()

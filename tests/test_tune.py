@@ -106,6 +106,15 @@ def test_tune_rejects_bad_input_before_ray_starts(extra_args, message, capsys, t
     assert message in capsys.readouterr().err
 
 
+def test_optuna_search_without_optuna_names_the_extra(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SUITE_HOME", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "optuna", None)  # what `import optuna` meets when it is not installed
+    assert main(["tune", *TINY, "--param", "lr=loguniform:1e-4:1e-2", "--search", "optuna"]) == 1
+    error = capsys.readouterr().err
+    assert "--search optuna needs the package of the suite's 'optuna' extra" in error
+    assert error.rstrip().endswith("pip install 'spikformer-suite[optuna]'") and not (tmp_path / "ray_results").exists()
+
+
 @pytest.mark.parametrize("search", ["random", "optuna"])
 def test_tuner_uses_asha_on_best_top1_and_samples_inside_the_space(search):
     from ray.tune.schedulers import ASHAScheduler

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from suite import schema, tracking
+
 pytestmark = pytest.mark.wheel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +37,8 @@ NOT_SOURCE = shutil.ignore_patterns(
     "mlruns", "ray_results",
 )
 TIMEOUT_S = 600
+# How the wheel is built, here and in cluster/Dockerfile (+ the output folder and the source folder).
+BUILD_WHEEL = ["pip", "wheel", "--no-cache-dir", "--no-deps", "--no-build-isolation", "-w"]
 
 
 def _check(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -55,8 +59,7 @@ def wheel(work) -> Path:
     nothing is downloaded."""
     source = work / "source"
     shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
-    _check([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-            "-w", str(work / "dist"), str(source)])  # fmt: skip
+    _check([sys.executable, "-m", *BUILD_WHEEL, str(work / "dist"), "--no-index", str(source)])
     (built,) = (work / "dist").glob("spikformer_suite-*.whl")
     return built
 
@@ -142,12 +145,24 @@ def test_installed_suite_runs_from_outside_the_checkout(installed, tmp_path):
     kernels = list((tmp_path / "kernels").glob("lif_cpu-*.so"))
     assert len(kernels) == 1, f"the native kernels were not built from the wheel's sources:\n{log[-6000:]}"
     assert f"LIF backend: fused_cpu (native C++ kernels {kernels[0]})" in log, log[-6000:]
+    (tags,) = _run_tags(tmp_path / "suite-home" / "mlflow.db")
+    assert tags[schema.TAG_LIF_BACKEND] == f"fused_cpu (native C++ kernels {kernels[0]})"
+    assert tags[schema.TAG_GIT_COMMIT] == "unknown"  # an installed copy is no checkout
 
     boards = _check([suite, "leaderboard", "--out", str(tmp_path / "boards")], env=env, cwd=cwd).stdout
     # board, real configs, best top-1, synthetic configs, published results (shipped in the wheel), excluded runs
     row = re.search(r"^cifar10 / default\s+0\s+-\s+1\s+(\d+)\s+0$", boards, re.M)
     assert row and int(row.group(1)) > 0, boards
     assert (tmp_path / "boards" / "index.html").is_file()
+
+
+def _run_tags(store: Path) -> list[dict[str, str]]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking.sqlite_uri(store))
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, filter_string=f"tags.`{schema.TAG_KIND}` = 'run'")
+    return [run.data.tags for run in runs]
 
 
 def test_the_packages_find_their_files_when_imported_from_the_wheel_file(work, wheel, tmp_path):

@@ -208,7 +208,8 @@ def describe_backends(model: torch.nn.Module, device: torch.device) -> str:
 
 def _how(name: str, device: torch.device) -> str:
     if BACKENDS[name] is not lif_fused:
-        return {"reference": "per-step autograd", "fused_cuda": "Triton kernels"}.get(name, BACKENDS[name].__module__)
+        known = {"reference": "per-step autograd", "fused_cuda": "Triton kernels", "spikingjelly": "spikingjelly's kernels"}
+        return known.get(name, BACKENDS[name].__module__)
     if device.type != "cpu":
         return "torch kernels"
     if not KERNELS.native_enabled:

@@ -12,9 +12,9 @@ torch.compile'd "fused" kernels on CUDA instead (lif_triton.register).
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+from importlib import resources
 
-KERNEL_SOURCE = Path(__file__).with_name("lif_triton.py")
+KERNEL_SOURCE = resources.files("suite.models") / "lif_triton.py"
 VERIFIED_SOURCE_SHA256 = "2040b986169be754ddbe6cef0f80d6c569c4532a330988faddf4c879de67cf3b"
 
 

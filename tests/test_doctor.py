@@ -27,7 +27,8 @@ def test_dry_run_lists_every_step_and_the_commands_it_would_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == f"suite doctor --gpu would run, in {tmp_path / 'check'}:"
-    names = [line.split()[0] for line in lines[1:] if not line.startswith(" ")]
+    assert lines[1].split() == ["step", "what", "it", "checks"]  # the table's header
+    names = [line.split()[0] for line in lines[2:] if not line.startswith(" ")]
     assert names == ["cuda_tests", "triton_lif", "train_fp16", "train_bf16", "bench", "ray_run"]
     text = proc.stdout
     assert "-m pytest" in text and "-m cuda" in text

@@ -53,7 +53,7 @@ def test_every_test_that_can_skip_on_a_fresh_machine_is_named_with_how_to_enable
     assert prerequisites, "no test declares a prerequisite: this check lost its subject"
     missing = [name for name in prerequisites if f"`tests/{name}`" not in section]
     assert missing == [], f"README's set-up section does not name these tests that can skip: {missing}"
-    for how in ("sudo apt-get install -y chromium", "export SUITE_REAL_SAMPLES="):
+    for how in ("sudo apt-get install -y chromium", "export SUITE_REAL_SAMPLES=", "pip install triton"):
         assert how in section
     if any("pytest.mark.cuda" in text for text in sources.values()):
         assert "`pytest -m cuda`" in section

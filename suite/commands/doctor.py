@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = gpu.Context(work_dir=work_dir)
     if args.dry_run:
         print(f"suite doctor --gpu would run, in {work_dir}:")
-        print("\n".join(gpu.plan(ctx)))
+        print(gpu.plan(ctx))
         return 0
 
     import torch
@@ -59,8 +59,11 @@ def run(args: argparse.Namespace) -> int:
     report = {"machine": gpu.machine(), **gpu.run_steps(ctx)}
     target = Path(args.json) if args.json else work_dir / "doctor-gpu.json"
     target.write_text(json.dumps(report, indent=2))
-    for name, step in report["steps"].items():
-        print(f"{name:11} {'ok' if step['ok'] else 'FAILED':6} {step['seconds']:6.0f} s")
-    print(f"{'total':11} {'ok' if report['ok'] else 'FAILED':6} {report['total_s']:6.0f} s "
-          f"(budget {report['budget_s']} s); report: {target}")
+    from suite.table import format_table
+
+    rows = [{"step": name, "result": step["ok"], "seconds": step["seconds"]} for name, step in report["steps"].items()]
+    rows.append({"step": "total", "result": report["ok"], "seconds": report["total_s"]})
+    print(format_table(rows, ["step", "result", "seconds"],
+                       formats={"result": lambda ok: "ok" if ok else "FAILED", "seconds": "{:.0f}".format}))
+    print(f"budget {report['budget_s']} s; report: {target}")
     return 0 if report["ok"] else 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from suite.cli import program_name
+
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
@@ -22,9 +24,9 @@ only argparse.Namespace besides tensors; anything else is refused unless --trust
 
 EPILOG = """\
 examples:
-  python -m suite eval --run 0123abcd...                      (a suite run's best checkpoint, its own config)
-  python -m suite eval --task imagenet --checkpoint model_best.pth.tar --model spikformer-8-512 --data ~/datasets
-  python -m suite eval --task cifar10 --checkpoint state.pt --data synthetic --workers 2 --neurobench
+  {prog} eval --run 0123abcd...                      (a suite run's best checkpoint, its own config)
+  {prog} eval --task imagenet --checkpoint model_best.pth.tar --model spikformer-8-512 --data ~/datasets
+  {prog} eval --task cifar10 --checkpoint state.pt --data synthetic --workers 2 --neurobench
 """
 
 # `suite run` flags that make sense for an evaluation (the training ones do not).
@@ -40,7 +42,8 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "eval", help="evaluate a checkpoint (suite or official) into MLflow and the leaderboards",
-        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION, epilog=EPILOG.format(prog=program_name()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--task", metavar="TASK", help="task name (default: the one the checkpoint records)")
     source = p.add_mutually_exclusive_group(required=True)

@@ -31,7 +31,14 @@ log = logging.getLogger(__name__)
 
 BUDGET_S = 8 * 60
 TRAIN_MODEL = "spikformer-4-384"
-TESTS_DIR = Path(__file__).resolve().parents[2] / "tests"
+
+
+def tests_dir() -> Path:
+    """tests/ of the checkout the suite runs from; an installed suite has none (the wheel ships no
+    tests), so there it is tests/ of the folder the doctor was started in."""
+    from suite.cluster import find_project_root
+
+    return (find_project_root() or Path.cwd()) / "tests"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +56,7 @@ class Step:
 
 
 def pytest_command(ctx: Context) -> list[str]:
-    return [sys.executable, "-m", "pytest", str(TESTS_DIR), "-m", "cuda", "-q", "-p", "no:cacheprovider"]
+    return [sys.executable, "-m", "pytest", str(tests_dir()), "-m", "cuda", "-q", "-p", "no:cacheprovider"]
 
 
 def bench_command(ctx: Context) -> list[str]:
@@ -79,8 +86,8 @@ def _subprocess(cmd: list[str], timeout_s: float, env: dict | None = None) -> di
 
 
 def cuda_tests(ctx: Context) -> dict:
-    if not TESTS_DIR.is_dir():
-        return {"ok": False, "error": f"no tests folder at {TESTS_DIR}: run the doctor from a checkout"}
+    if not tests_dir().is_dir():
+        return {"ok": False, "error": f"no tests folder at {tests_dir()}: run the doctor from a checkout"}
     result = _subprocess(pytest_command(ctx), timeout_s=180)
     summary = [line for line in result["output_tail"].splitlines() if " passed" in line or " failed" in line]
     return {**result, "summary": summary[-1] if summary else None, "ok": result["exit_code"] == 0}
@@ -179,14 +186,17 @@ STEPS = (
 )
 
 
-def plan(ctx: Context, steps=STEPS) -> list[str]:
-    """One line per step: name, what it checks, and the command of a subprocess step."""
-    lines = []
+def plan(ctx: Context, steps=STEPS) -> str:
+    """A table of the steps: name and what it checks, with the command of a subprocess step on the
+    line below."""
+    from suite.table import format_table
+
+    rows = []
     for step in steps:
-        lines.append(f"{step.name:11} {step.what}")
+        rows.append({"step": step.name, "what it checks": step.what})
         if step.command is not None:
-            lines.append(f"{'':11} $ {' '.join(step.command(ctx))}")
-    return lines
+            rows.append({"step": "", "what it checks": f"$ {' '.join(step.command(ctx))}"})
+    return format_table(rows, ["step", "what it checks"])
 
 
 def run_steps(ctx: Context, steps=STEPS) -> dict:

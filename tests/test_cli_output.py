@@ -54,6 +54,8 @@ def test_models_and_tasks_commands_print_one_layout(capsys):
     assert_one_layout(capsys.readouterr().out.split("\n\n")[0], MODEL_COLUMNS)
     assert cli.main(["tasks"]) == 0
     assert_one_layout(capsys.readouterr().out.split("\n\n")[0], TASK_COLUMNS)
+    assert cli.main(["tasks", "--recipe", "cifar10"]) == 0
+    assert_one_layout(capsys.readouterr().out.split("\n\n")[0], ["key", "value", "source"])
 
 
 def test_jobs_trials_and_bench_tables_share_the_layout():

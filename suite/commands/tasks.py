@@ -67,8 +67,8 @@ def run(args) -> int:
 
 
 def _print_recipe(name: str, as_json: bool) -> int:
-    from suite.commands.models import format_table
     from suite.recipe_table import OFFICIAL_REPO, recipe_rows
+    from suite.table import format_table
     from suite.task_registry import get_task
 
     rows = recipe_rows(get_task(name))

@@ -11,10 +11,13 @@ import time
 import pytest
 
 from cluster_fixtures import REPO_ROOT, base_env
+from suite import schema
 from suite.cli import build_parser, main
+from suite.engine.run_logger import TAG_RESUMED_FROM_EPOCH
 from suite.errors import UsageError
 from suite.task import Task, TaskConfig
 from suite.tune import space as sp
+from suite.tune.runs import TAG_EARLY_STOPPED
 from suite.tune.report import run_command
 
 TINY = [
@@ -163,30 +166,35 @@ def test_trial_runs_always_end_and_are_never_duplicated(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     parent = runs.create_parent_run(uri, "cb-test", run_name="sweep", tags={"suite.task": "cifar10"})
     run_of = {}
-    for trial_id in ("a", "b", "c", "d"):
+    for trial_id in ("a", "b", "c", "d", "e"):
         run_of[trial_id] = runs.get_or_create_trial_run(
             uri, "cb-test", parent_run_id=parent, sweep=runs.sweep_name(parent), trial_id=trial_id,
             run_name=trial_id, tags={}, params={"lr": 0.1})  # fmt: skip
     trials = {trial_id: Trial("run_trial", stub=True, trial_id=trial_id) for trial_id in run_of}
-    trials["a"].update_last_result({"training_iteration": 2})
-    trials["b"].update_last_result({"training_iteration": 1})  # ASHA stopped it after 1 of 2 epochs
+    # a resumed from its epoch-0 checkpoint: Tune counts 1 iteration, but it did both epochs
+    trials["a"].update_last_result({"training_iteration": 1, schema.M_EPOCH: 1.0})
+    trials["b"].update_last_result({"training_iteration": 1, schema.M_EPOCH: 0.0})  # ASHA stopped it after 1 of 2
+    for epoch in (0, 1):  # e was resumed from its last epoch's checkpoint: nothing left to report
+        tracking.client(uri).log_metric(run_of["e"], schema.M_EPOCH, float(epoch), step=epoch)
     callback = TrialRunsCallback(uri, parent, epochs=2)
     callback.on_trial_complete(0, [], trials["a"])
     callback.on_trial_complete(0, [], trials["b"])
     callback.on_trial_error(0, [], trials["c"])
+    callback.on_trial_complete(0, [], trials["e"])
     for trial in trials.values():
         trial.set_status(Trial.TERMINATED)  # how Tune shows trials stopped by an interrupt, like d
     tracking.mark_status(uri, run_of["a"], "FAILED")  # a dying worker writing after the driver
     callback.on_experiment_end(list(trials.values()))
 
     found = runs.trial_runs(uri, parent)
-    assert {k: found[k].info.status for k in found} == {"a": "FINISHED", "b": "FINISHED", "c": "FAILED", "d": "KILLED"}
-    assert found["b"].data.tags.get(runs.TAG_EARLY_STOPPED) == "true" and runs.TAG_EARLY_STOPPED not in found["a"].data.tags
+    assert {k: found[k].info.status for k in found} == {
+        "a": "FINISHED", "b": "FINISHED", "c": "FAILED", "d": "KILLED", "e": "FINISHED"}  # fmt: skip
+    assert {k for k in found if found[k].data.tags.get(runs.TAG_EARLY_STOPPED) == "true"} == {"b"}
     assert found["c"].data.tags[tracking.TAG_ERROR] == "trial c failed"
     # A resumed trial continues its own run.
     again = runs.get_or_create_trial_run(uri, "cb-test", parent_run_id=parent, sweep=runs.sweep_name(parent),
                                          trial_id="d", run_name="d", tags={}, params={"lr": 0.1})
-    assert again == run_of["d"] and runs.run_status(uri, again) == "RUNNING" and len(runs.trial_runs(uri, parent)) == 4
+    assert again == run_of["d"] and runs.run_status(uri, again) == "RUNNING" and len(runs.trial_runs(uri, parent)) == 5
 
 
 # -- a real sweep ----------------------------------------------------------------------------------
@@ -196,6 +204,14 @@ def _runs(uri: str):
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("tune-test")
     return [] if experiment is None else client.search_runs([experiment.experiment_id])
+
+
+def _logged_epochs(uri: str, run_id: str) -> list[int]:
+    """The run's epoch metric, one entry per logging, in the order it was logged."""
+    from mlflow.tracking import MlflowClient
+
+    history = MlflowClient(uri).get_metric_history(run_id, schema.M_EPOCH)
+    return [int(m.value) for m in sorted(history, key=lambda m: (m.timestamp, m.step))]
 
 
 def test_asha_sweep_is_interrupted_then_resumed_into_one_parent_and_two_finished_trials(tmp_path):
@@ -208,10 +224,15 @@ def test_asha_sweep_is_interrupted_then_resumed_into_one_parent_and_two_finished
     first = subprocess.Popen(argv, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 600
-        while sum(r.data.tags.get("suite.kind") == "trial" for r in _runs(uri)) < 2:
+        # Interrupt once both trials run and one has logged (so checkpointed) an epoch: the resume
+        # must then continue that trial from its checkpoint, not start it again.
+        while True:
+            trials = [r for r in _runs(uri) if r.data.tags.get("suite.kind") == "trial"]
+            if len(trials) == 2 and any(_logged_epochs(uri, r.info.run_id) for r in trials):
+                break
             assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the trials never started"
-            time.sleep(1)
+            assert time.monotonic() < deadline, "the trials never logged an epoch"
+            time.sleep(0.2)
         first.send_signal(signal.SIGINT)  # as Ctrl-C: Tune saves the experiment and stops the trials
         assert first.wait(300) == 130
     finally:
@@ -239,8 +260,16 @@ def test_asha_sweep_is_interrupted_then_resumed_into_one_parent_and_two_finished
     parent = parents[0]
     assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {parent.info.run_id}
     assert len({t.data.tags["suite.trial_id"] for t in trials}) == 2
-    for trial in trials:
-        assert trial.data.metrics["epoch"] >= 0 and "best_top1" in trial.data.metrics
+    epochs = int(TINY[TINY.index("--epochs") + 1])
+    for trial in trials:  # every epoch once and in order; all of them unless ASHA stopped the trial early (tagged)
+        logged = _logged_epochs(uri, trial.info.run_id)
+        early_stopped = trial.data.tags.get(TAG_EARLY_STOPPED) == "true"
+        assert logged and logged == list(range(len(logged))), (trial.data.tags["suite.trial_id"], logged)
+        assert early_stopped == (len(logged) < epochs), (trial.data.tags["suite.trial_id"], logged, early_stopped)
+        assert "best_top1" in trial.data.metrics
+    # The trial that had logged an epoch had its checkpoint committed (before the logging) and still
+    # its last epoch and final model to write when interrupted: the resume continued it from there.
+    assert any(TAG_RESUMED_FROM_EPOCH in t.data.tags for t in trials), [t.data.tags for t in trials]
 
     best_run = parent.data.tags["suite.best_run_id"]
     assert best_run in {t.info.run_id for t in trials}

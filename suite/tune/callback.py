@@ -13,6 +13,7 @@ import logging
 
 from ray.tune import Callback
 
+from suite import schema
 from suite.tune import runs
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,13 @@ class TrialRunsCallback(Callback):
         run_id = self._run_of(trial)
         if run_id is None:
             return
-        epochs_done = int((trial.last_result or {}).get("training_iteration", 0))
-        early = status == "FINISHED" and epochs_done < self.epochs
         try:
+            # Epochs, not Tune's training_iteration, which restarts when a resumed trial continues
+            # from its checkpoint: the last reported one (its logging may not have happened when
+            # ASHA stops the trial), or the run's logged ones (a trial resumed from its last
+            # epoch's checkpoint reports nothing).
+            reported = int((trial.last_result or {}).get(schema.M_EPOCH, -1)) + 1
+            early = status == "FINISHED" and max(reported, runs.epochs_logged(self.tracking_uri, run_id)) < self.epochs
             runs.end_trial_run(self.tracking_uri, run_id, status, early_stopped=early, error=error)
         except Exception as err:  # a tracking hiccup must not abort the whole sweep
             log.warning("could not set MLflow run %s of trial %s to %s: %s", run_id, trial.trial_id, status, err)

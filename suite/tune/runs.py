@@ -84,6 +84,12 @@ def run_status(tracking_uri: str, run_id: str) -> str:
     return tracking.client(tracking_uri).get_run(run_id).info.status
 
 
+def epochs_logged(tracking_uri: str, run_id: str) -> int:
+    """How many epochs the run holds metrics for: its highest logged epoch + 1."""
+    history = tracking.client(tracking_uri).get_metric_history(run_id, schema.M_EPOCH)
+    return int(max((m.value for m in history), default=-1)) + 1
+
+
 def end_trial_run(tracking_uri: str, run_id: str, status: str, *, early_stopped: bool = False, error: str = "") -> None:
     client = tracking.client(tracking_uri)
     if early_stopped:

@@ -449,10 +449,57 @@ def test_augment_ops_move_events_consistently_over_time():
     assert shifted[:, 1, 40, 54].tolist() == [1.0, 2.0, 3.0] and shifted.sum() == 6
     assert torch.equal(apply_op(frames, "identity"), frames)
     erased = apply_op(torch.ones(2, 2, 128, 128), "cutout", generator=torch.Generator().manual_seed(0))
-    zeros = (erased == 0).sum().item() // 4  # per frame and channel
-    assert 0.001 * 128 * 128 * 0.5 <= zeros <= 0.11 * 128 * 128 * 1.1
+    assert torch.equal(erased, erased[:1, :1].expand_as(erased))  # the same square in every frame and channel
     out = augment_event_frames(frames, torch.Generator().manual_seed(1))
     assert out.shape == frames.shape and out.dtype == torch.float32
+
+
+@pytest.fixture
+def one_thread():
+    # thousands of ops on tiny tensors: waking a second thread per op would cost 50x the op
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+DRAWS = 2000  # with a fixed seed; a proportion's standard error is then at most 0.011
+
+
+def test_augmentation_flips_half_the_samples(one_thread):
+    """A ramp rising left to right still rises after any of the ops (shear, shift, rotation up to 30
+    degrees, cutout), and falls only when flipped: the flip rate must be 0.5 +- 0.035 (3 s.e.)."""
+    generator = torch.Generator().manual_seed(0)
+    ramp = torch.arange(1.0, 33.0).expand(1, 1, 32, 32).contiguous()
+    flipped = 0
+    for _ in range(DRAWS):
+        out = augment_event_frames(ramp, generator)
+        inside = (out[..., 1:] > 0) & (out[..., :-1] > 0)  # neighbours that are both image, not fill
+        slope = ((out[..., 1:] - out[..., :-1]) * inside).sum().item()
+        assert slope != 0
+        flipped += slope < 0
+    assert abs(flipped / DRAWS - 0.5) <= 0.035, f"flip rate {flipped / DRAWS}"
+
+
+def test_cutout_erases_one_square_with_area_uniform_over_its_range(one_thread):
+    """Each cutout is one square of zeros inside the frame whose area fraction is drawn uniformly
+    from the recipe's range, 0.1%-11% of the image (Spikformer's CIFAR10-DVS augmentation), then
+    rounded to a whole side: the deciles of the areas must be
+    those of the uniform within 0.005 (side rounding moves an area by up to 0.0026, sampling ~0.001),
+    and the draws must reach both ends of the range."""
+    generator = torch.Generator().manual_seed(0)
+    ones = torch.ones(1, 1, 128, 128)
+    areas = []
+    for _ in range(DRAWS):
+        erased = apply_op(ones, "cutout", generator=generator)[0, 0] == 0
+        rows, cols = erased.any(1).nonzero(), erased.any(0).nonzero()
+        side = (rows.max() - rows.min() + 1).item()
+        assert side == (cols.max() - cols.min() + 1).item() and erased.sum().item() == side * side
+        areas.append(side * side / ones.numel())
+    low, high = 0.001, 0.11
+    deciles = np.quantile(areas, np.arange(1, 10) / 10)
+    np.testing.assert_allclose(deciles, low + (high - low) * np.arange(1, 10) / 10, rtol=0, atol=0.005)
+    assert min(areas) <= low + 0.002 and max(areas) >= high - 0.005
 
 
 def test_an_event_task_without_data_downloads_when_asked_and_names_a_failed_download(tmp_path):

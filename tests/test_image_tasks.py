@@ -183,6 +183,30 @@ def test_imagenet_tree_gives_224_images_with_train_class_indices(tmp_path):
     assert val.class_names == list(WNIDS)  # no meta.bin: the wnids are the names
 
 
+def test_imagenet_eval_transform_is_the_recipes_resize_and_centre_crop(tmp_path):
+    """Eval images equal an independent pipeline built from the official recipe's values
+    (ZK-Zhou/spikformer imagenet/imagenet.yml: img_size 224, crop_pct 1.0, interpolation bicubic,
+    ImageNet mean/std): torchvision's Resize(int(224 / crop_pct), bicubic) of the shorter side,
+    CenterCrop(224), ToTensor, Normalize, which is also what timm's transforms_imagenet_eval builds
+    from those values. The photos are 640x427: a wrong size, crop or interpolation moves pixels."""
+    from torchvision import transforms as T
+
+    img_size, crop_pct = 224, 1.0
+    reference = T.Compose([
+        T.Resize(int(img_size / crop_pct), interpolation=T.InterpolationMode.BICUBIC),
+        T.CenterCrop(img_size),
+        T.ToTensor(),
+        T.Normalize(IMAGENET_MEAN.flatten().tolist(), IMAGENET_STD.flatten().tolist()),
+    ])  # fmt: skip
+    write_imagenet(tmp_path)
+    val = get_task("imagenet").build_dataset("eval", data=tmp_path)
+    for index, photo in enumerate(PHOTOS):
+        x, _ = val[index]
+        expected = reference(Image.open(SAMPLE_JPEGS / photo).convert("RGB"))
+        assert x.shape == expected.shape == (3, img_size, img_size)
+        torch.testing.assert_close(x, expected, rtol=0, atol=1e-6)  # v2 ToDtype vs ToTensor: the /255 rounds apart
+
+
 def test_imagenet_meta_bin_gives_class_names(tmp_path):
     base = write_imagenet(tmp_path)
     torch.save(

@@ -10,6 +10,7 @@ os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 
 import prerequisites  # noqa: E402  (found through the path entry above)
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 def pytest_configure(config):
@@ -21,3 +22,13 @@ def pytest_configure(config):
 @pytest.hookimpl(tryfirst=True)  # before any fixture of the test is set up
 def pytest_runtest_setup(item):
     prerequisites.enforce(item)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: the CPU is shared, and for tiny models or tensors waking a second thread
+    per op costs more than the op (up to 50x on a busy 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

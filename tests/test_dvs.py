@@ -454,19 +454,10 @@ def test_augment_ops_move_events_consistently_over_time():
     assert out.shape == frames.shape and out.dtype == torch.float32
 
 
-@pytest.fixture
-def one_thread():
-    # thousands of ops on tiny tensors: waking a second thread per op would cost 50x the op
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 DRAWS = 2000  # with a fixed seed; a proportion's standard error is then at most 0.011
 
 
-def test_augmentation_flips_half_the_samples(one_thread):
+def test_augmentation_flips_half_the_samples(one_thread):  # thousands of ops on tiny tensors
     """A ramp rising left to right still rises after any of the ops (shear, shift, rotation up to 30
     degrees, cutout), and falls only when flipped: the flip rate must be 0.5 +- 0.035 (3 s.e.)."""
     generator = torch.Generator().manual_seed(0)

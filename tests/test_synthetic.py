@@ -130,15 +130,6 @@ def test_bad_arguments_are_named():
         SyntheticDataset("image", (3, 8, 8), 1, 4)
 
 
-@pytest.fixture
-def one_thread():
-    # The CPU is shared; one intra-op thread avoids oversubscription and is faster for tiny models.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _accuracy_after_training(train, evaluation, model_kwargs, steps=60) -> float:
     torch.manual_seed(0)
     model = create_model("spikformer-1-32", lif_backend="reference", **model_kwargs)

@@ -8,14 +8,15 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+# The inner tests skip; these do not (so the README's list of tests that can skip leaves this file out).
 TESTS = """
-from prerequisites import require
+from prerequisites import require as needs
 
-@require("a unicorn", False, "ask the zoo for one")
+@needs("a unicorn", False, "ask the zoo for one")
 def test_needs_a_unicorn():
     pass
 
-@require("a horse", True, "buy one")
+@needs("a horse", True, "buy one")
 def test_has_a_horse():
     pass
 """

@@ -23,7 +23,7 @@ from suite import schema
 from suite.engine.config import RunSettings
 from suite.engine.evaluate import all_reduce_sum, evaluate
 from suite.engine.run_logger import eval_metrics
-from suite.engine.worker import start_worker
+from suite.engine.worker import lif_backend_line, start_worker
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 def eval_loop_per_worker(config: dict[str, Any]) -> None:
     settings, rank, world_size, device, logger = start_worker(config)
     try:
-        metrics, firing_rates = evaluate_checkpoint(settings, config, rank, world_size, device)
-        logger.set_device(device, world_size)
+        metrics, firing_rates, lif_backend = evaluate_checkpoint(settings, config, rank, world_size, device)
+        logger.set_device(device, world_size, lif_backend)
         logger.log_epoch(0, metrics, firing_rates)  # the driver reads them back from MLflow
     except BaseException:
         logger.end("FAILED")  # the driver sets the final status
@@ -42,8 +42,9 @@ def eval_loop_per_worker(config: dict[str, Any]) -> None:
 
 def evaluate_checkpoint(
     settings: RunSettings, config: dict, rank: int, world_size: int, device: torch.device
-) -> tuple[dict[str, float], dict[str, float]]:
-    """(metrics, per-layer firing rates) of the weights in `config["state_dict"]` on the eval split."""
+) -> tuple[dict[str, float], dict[str, float], str]:
+    """(metrics, per-layer firing rates, what the LIF layers ran on) of the weights in
+    `config["state_dict"]` on the eval split."""
     import ray
 
     from suite.metrics import SNNMonitor
@@ -56,6 +57,7 @@ def evaluate_checkpoint(
     model = model.to(memory_format=torch.channels_last)  # as the training loop evaluates it
     model.load_state_dict(ray.get(config["state_dict"]), strict=True)
     model = model.to(device).eval()
+    lif_backend = lif_backend_line(model, device, rank)
     monitor = SNNMonitor(model)
     probe = None
     if config.get("neurobench"):
@@ -78,7 +80,7 @@ def evaluate_checkpoint(
             "evaluated %d samples: top-1 %.2f%%, top-5 %.2f%%, loss %.4f",
             result.total, result.top1, result.top5, result.loss,
         )
-    return metrics, {name: float(rate) for name, rate in snn["firing_rates"].items()}
+    return metrics, {name: float(rate) for name, rate in snn["firing_rates"].items()}, lif_backend
 
 
 def _eval_dataset(task, settings: RunSettings, rank: int, world_size: int):

@@ -36,7 +36,7 @@ from suite.engine.hooks import crash_plan_from_env
 from suite.engine.mixing import BatchMixer
 from suite.engine.run_logger import RunLogger, epoch_metrics
 from suite.engine.schedule import build_scheduler
-from suite.engine.worker import start_worker
+from suite.engine.worker import lif_backend_line, start_worker
 from suite.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,6 @@ def _train(settings: RunSettings, config: dict, rank: int, world_size: int, devi
 
     from suite.metrics import SNNMonitor
     from suite.models import create_model
-    from suite.models.lif_fused import describe_backends
     from suite.task_registry import get_task
 
     task = get_task(settings.task)
@@ -72,9 +71,7 @@ def _train(settings: RunSettings, config: dict, rank: int, world_size: int, devi
     n_params = sum(p.numel() for p in bare.parameters())
     model = ray.train.torch.prepare_model(bare) if world_size > 1 else bare.to(device)
     bare = bare.to(device)
-    lif_backend = describe_backends(bare, device)  # builds the native kernels now, not in the first step
-    if rank == 0:
-        log.info("LIF backend: %s", lif_backend)
+    lif_backend = lif_backend_line(bare, device, rank)
 
     sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=settings.seed, drop_last=True)
     train_loader = DataLoader(

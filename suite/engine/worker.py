@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
 
 from suite.engine.config import RunSettings
 from suite.engine.run_logger import RunLogger
+
+log = logging.getLogger(__name__)
 
 
 def start_worker(config: dict[str, Any]) -> tuple[RunSettings, int, int, torch.device, RunLogger]:
@@ -23,3 +26,14 @@ def start_worker(config: dict[str, Any]) -> tuple[RunSettings, int, int, torch.d
     device = ray.train.torch.get_device()
     logger = RunLogger(config.get("tracking_uri"), config.get("mlflow_run_id")) if rank == 0 else RunLogger(None, None)
     return settings, rank, world_size, device, logger
+
+
+def lif_backend_line(model: torch.nn.Module, device: torch.device, rank: int) -> str:
+    """What the model's LIF layers run on here (the native kernels get built now, not in the first
+    step); rank 0 logs it, so that a slow fallback shows in the run's output."""
+    from suite.models.lif_fused import describe_backends
+
+    line = describe_backends(model, device)
+    if rank == 0:
+        log.info("LIF backend: %s", line)
+    return line

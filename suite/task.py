@@ -62,6 +62,7 @@ class Recipe:
     min_lr: float = 1e-5
     warmup_lr: float = 1e-6
     sched_on_updates: bool = False  # timm's --sched-on-updates: step the LR per update, not per epoch
+    warmup_prefix: bool = False  # timm's --warmup-prefix: the cosine starts after the warm-up, at lr
     optimizer: str = "adamw"
     schedule: str = "cosine"
     label_smoothing: float = 0.1

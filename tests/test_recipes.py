@@ -65,6 +65,7 @@ def test_lr_at_every_epoch_boundary_equals_timms_official_scheduler(task):
     scheduler = build_scheduler(
         optimizer, epochs=settings.epochs, cooldown_epochs=settings.cooldown_epochs, warmup_epochs=settings.warmup_epochs,
         warmup_lr=settings.warmup_lr, min_lr=settings.min_lr, steps_per_epoch=3, on_updates=settings.sched_on_updates,
+        warmup_prefix=settings.warmup_prefix,
     )
     suite, states = [], {}
     for epoch in range(settings.epochs):
@@ -83,6 +84,7 @@ def test_lr_at_every_epoch_boundary_equals_timms_official_scheduler(task):
         fresh = build_scheduler(
             optimizer, epochs=settings.epochs, cooldown_epochs=settings.cooldown_epochs, warmup_epochs=settings.warmup_epochs,
             warmup_lr=settings.warmup_lr, min_lr=settings.min_lr, steps_per_epoch=3, on_updates=settings.sched_on_updates,
+            warmup_prefix=settings.warmup_prefix,
         )
         optimizer.load_state_dict(states[saved][0])
         fresh.load_state_dict(states[saved][1])

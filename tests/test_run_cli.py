@@ -164,6 +164,10 @@ def test_two_worker_run_survives_a_worker_crash_as_one_mlflow_run(ray_session, t
     params = run.data.params
     assert set(params) == set(FIELD_NAMES)
     assert (params["workers"], params["epochs"], params["model"], params["data"]) == ("2", "3", "spikformer-1-32", "synthetic")
+    # What the run changed of the cifar10 recipe, the short run's scaled schedule included (3/310 of 10, 200).
+    deviations = params["recipe_deviations"]
+    assert "epochs 3 (recipe 310)" in deviations and "warmup_epochs 1 (recipe 20)" in deviations
+    assert "cooldown_epochs 0 (recipe 10)" in deviations and "mixup_off_epoch 2 (recipe 200)" in deviations
     tags = run.data.tags
     assert tags[schema.TAG_KIND] == "run" and tags[schema.TAG_TASK] == "cifar10"
     assert tags[schema.TAG_PROTOCOL] == "default" and tags[schema.TAG_MODEL] == "spikformer-1-32"

@@ -129,6 +129,17 @@ def test_per_update_cosine_warms_up_then_anneals_to_min_lr():
     assert all(a > b for a, b in zip(lrs[10:], lrs[11:]))  # strictly decreasing after warm-up
 
 
+def test_warmup_prefix_starts_the_cosine_at_the_peak_after_the_warmup():
+    """The NTU recipes' schedule: linear warm-up, then a cosine over the updates left, from lr to min_lr."""
+    optimizer = torch.optim.AdamW(nn.Linear(2, 2).parameters(), lr=3e-3)
+    scheduler = build_scheduler(optimizer, epochs=6, cooldown_epochs=0, warmup_epochs=1, warmup_lr=1e-5, min_lr=1e-5,
+                                steps_per_epoch=5, on_updates=True, warmup_prefix=True)
+    lrs = _lrs(scheduler, optimizer, 6, 5)
+    assert lrs[:5] == pytest.approx([1e-5 + (3e-3 - 1e-5) * t / 5 for t in range(5)])
+    expected = [1e-5 + (3e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * (t - 5) / 25)) for t in range(5, 30)]
+    assert lrs[5:] == pytest.approx(expected)  # lrs[5] is the peak
+
+
 def test_per_epoch_schedule_holds_each_epoch_and_cools_down_at_min_lr():
     optimizer = torch.optim.AdamW(nn.Linear(2, 2).parameters(), lr=1e-3)
     scheduler = build_scheduler(optimizer, epochs=6, cooldown_epochs=2, warmup_epochs=1, warmup_lr=1e-6, min_lr=1e-5,

@@ -58,6 +58,7 @@ class RunSettings:
     min_lr: float
     warmup_lr: float
     sched_on_updates: bool
+    warmup_prefix: bool
     label_smoothing: float
     mixup: float
     cutmix: float
@@ -109,7 +110,7 @@ class RunSettings:
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RunSettings))
 RECIPE_FIELDS = (
     "model", "time_steps", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "cooldown_epochs",
-    "min_lr", "warmup_lr", "sched_on_updates", "label_smoothing", "mixup", "cutmix", "mixup_prob",
+    "min_lr", "warmup_lr", "sched_on_updates", "warmup_prefix", "label_smoothing", "mixup", "cutmix", "mixup_prob",
     "mixup_switch_prob", "mixup_mode", "mixup_off_epoch", "amp", "optimizer", "schedule", "preprocess",
 )
 
@@ -227,7 +228,7 @@ def _check(name: str, value: Any, layers: _Layers) -> Any:
         if value not in MIXUP_MODES:
             raise UsageError(f"{where} must be one of {', '.join(MIXUP_MODES)}, got {value!r}")
         return value
-    if name in ("skip_corrupt", "download", "sched_on_updates"):
+    if name in ("skip_corrupt", "download", "sched_on_updates", "warmup_prefix"):
         if not isinstance(value, bool):
             raise UsageError(f"{where} must be true or false, got {value!r}")
         return value

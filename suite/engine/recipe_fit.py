@@ -77,9 +77,10 @@ def fit_to_run(settings: "RunSettings", recipe: "Recipe", from_recipe: set[str])
 def schedule_summary(settings: "RunSettings") -> str:
     """The LR and mixup schedule of a run, in one sentence."""
     cosine_end = settings.epochs - settings.cooldown_epochs
+    cosine_start = settings.warmup_epochs if settings.warmup_prefix else 0
     parts = [
         f"warm-up {settings.warmup_epochs} epoch(s) from {settings.warmup_lr:g}",
-        f"cosine from {settings.lr:g} to {settings.min_lr:g} over epochs 0-{cosine_end - 1}",
+        f"cosine from {settings.lr:g} to {settings.min_lr:g} over epochs {cosine_start}-{cosine_end - 1}",
         f"{settings.cooldown_epochs} cool-down epoch(s) at {settings.min_lr:g}",
         "stepped per update" if settings.sched_on_updates else "stepped per epoch",
     ]

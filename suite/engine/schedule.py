@@ -10,7 +10,8 @@ cifar10dvs/train.py:436): epoch e trains at
 
 with W warm-up epochs, C cool-down epochs and E epochs in all (timm's `--epochs` is E - C, its
 `num_epochs` return value E). `sched_on_updates` (timm's train.py option) applies the same
-curve per optimizer update instead, with t counted in updates.
+curve per optimizer update instead, with t counted in updates; `warmup_prefix` (timm's too) starts
+the cosine after the warm-up, at lr, over the E - C - W epochs left (the NTU recipes use both).
 
 The scheduler is a pure function of the epoch (or update) count, so `set_position` at the start of
 every epoch, including the first after a resume, restores it exactly.
@@ -34,15 +35,17 @@ def build_scheduler(
     min_lr: float,
     steps_per_epoch: int,
     on_updates: bool = False,
+    warmup_prefix: bool = False,
 ) -> Scheduler:
     """timm's scheduler `sched` (the recipes': cosine) for `epochs` epochs in all, the last
     `cooldown_epochs` at min_lr."""
     scheduler, total = create_scheduler_v2(
         optimizer,
         sched=sched,
-        num_epochs=epochs - cooldown_epochs,
+        num_epochs=epochs - cooldown_epochs - (warmup_epochs if warmup_prefix else 0),
         cooldown_epochs=cooldown_epochs,
         warmup_epochs=warmup_epochs,
+        warmup_prefix=warmup_prefix,
         warmup_lr=warmup_lr,
         min_lr=min_lr,
         step_on_epochs=not on_updates,

@@ -88,6 +88,7 @@ def _train(settings: RunSettings, config: dict, rank: int, world_size: int, devi
         optimizer, sched=settings.schedule, epochs=settings.epochs, cooldown_epochs=settings.cooldown_epochs,
         warmup_epochs=settings.warmup_epochs, warmup_lr=settings.warmup_lr, min_lr=settings.min_lr,
         steps_per_epoch=len(train_loader), on_updates=settings.sched_on_updates,
+        warmup_prefix=settings.warmup_prefix,
     )
     scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")
     mixer = BatchMixer(

@@ -54,21 +54,35 @@ def lif_reference(x: torch.Tensor, tau: float, v_threshold: float, alpha: float)
     return torch.stack(spikes)
 
 
-# name -> fn(x, tau, v_threshold, alpha) -> spikes; fused kernels add themselves here.
+# name -> fn(x, tau, v_threshold, alpha) -> spikes; fused kernels add themselves here. The one list
+# of LIF backends: validation and error messages read it (`backend_names`).
 BACKENDS: dict[str, Callable[..., torch.Tensor]] = {"reference": lif_reference}
 # name -> why 'auto' must not pick it (it stays selectable by name); see lif_triton.register.
 AUTO_EXCLUDED: dict[str, str] = {}
+AUTO_BACKEND = "auto"
+
+
+def backend_names() -> list[str]:
+    """Every name `LIF(backend=...)` accepts on this machine: 'auto', then the registered backends."""
+    return [AUTO_BACKEND, *sorted(BACKENDS)]
+
+
+def check_backend(name: str) -> str:
+    """`name` if it is a registered backend or 'auto'; else UnknownNameError listing the valid names."""
+    from suite.errors import UnknownNameError
+
+    if name != AUTO_BACKEND and name not in BACKENDS:
+        raise UnknownNameError(f"unknown LIF backend {name!r}; valid backends: {', '.join(backend_names())}")
+    return name
 
 
 def backend_name(name: str, device: torch.device) -> str:
     """The registered backend `name` stands for on `device`: 'auto' picks the fastest one that is
     not excluded from 'auto'; the rest must be registered."""
-    if name == "auto":
+    if check_backend(name) == AUTO_BACKEND:
         for candidate in (f"fused_{device.type}", "fused", "reference"):
             if candidate in BACKENDS and candidate not in AUTO_EXCLUDED:
                 return candidate
-    if name not in BACKENDS:
-        raise ValueError(f"unknown LIF backend {name!r}; available: {', '.join(sorted(BACKENDS))} or 'auto'")
     return name
 
 
@@ -84,7 +98,7 @@ class LIF(nn.Module):
         self.tau = tau
         self.v_threshold = v_threshold
         self.alpha = alpha
-        self.backend = backend
+        self.backend = check_backend(backend)  # a typo fails here, not at the first forward
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fn = resolve_backend(self.backend, x.device)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from suite.models.bn_lif_fused import conv_bn_lif, linear_bn_lif
-from suite.models.neuron import LIF
+from suite.models.neuron import LIF, check_backend
 from suite.models.spike_pool import SpikeMaxPool2d
 from suite.models.spike_storage import compact_saved_spikes
 
@@ -42,8 +42,41 @@ class SpikformerConfig:
     attn_threshold: float = 0.5
     lif_backend: str = "auto"
 
+    def __post_init__(self) -> None:
+        check_config(self)
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_config(cfg: SpikformerConfig) -> None:
+    """Every option is checked when the config is made, so a bad one never reaches a forward pass.
+
+    Names get UnknownNameError listing the valid ones; numbers get UsageError saying what fits.
+    """
+    from suite.errors import UnknownNameError, UsageError
+
+    if cfg.stem not in STEM_POOLS:
+        raise UnknownNameError(f"unknown stem {cfg.stem!r}; valid stems: {', '.join(STEM_POOLS)}")
+    check_backend(cfg.lif_backend)
+    positive = {"depth": cfg.depth, "dim": cfg.dim, "heads": cfg.heads, "num_classes": cfg.num_classes,
+                "in_channels": cfg.in_channels, "time_steps": cfg.time_steps}
+    for name, value in positive.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(f"model option {name} must be a positive integer, got {value!r}")
+    if cfg.dim % 8:
+        raise UsageError(f"model option dim {cfg.dim} must be a multiple of 8 (e.g. {max(8, cfg.dim // 8 * 8)})")
+    if cfg.dim % cfg.heads:
+        divisors = [str(h) for h in range(1, cfg.dim + 1) if cfg.dim % h == 0]
+        raise UsageError(
+            f"model option heads {cfg.heads} does not divide dim {cfg.dim}; valid head counts: {', '.join(divisors)}"
+        )
+    if len(cfg.img_size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in cfg.img_size):
+        raise UsageError(f"model option img_size must be two positive integers (H, W), got {cfg.img_size!r}")
+    for name in ("mlp_ratio", "attn_scale", "attn_threshold"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise UsageError(f"model option {name} must be a positive number, got {value!r}")
 
 
 class ConvBNLIF(nn.Module):
@@ -165,11 +198,7 @@ class Block(nn.Module):
 class Spikformer(nn.Module):
     def __init__(self, cfg: SpikformerConfig):
         super().__init__()
-        if cfg.stem not in STEM_POOLS:
-            raise ValueError(f"unknown stem {cfg.stem!r}; valid stems: {', '.join(STEM_POOLS)}")
-        if cfg.dim % 8 or cfg.dim % cfg.heads:
-            raise ValueError(f"dim {cfg.dim} must be divisible by 8 and by heads {cfg.heads}")
-        self.config = cfg
+        self.config = cfg  # checked when it was made (SpikformerConfig.__post_init__)
         self.stem = SPS(cfg.in_channels, cfg.dim, cfg.stem, cfg.lif_backend)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.head = nn.Linear(cfg.dim, cfg.num_classes)

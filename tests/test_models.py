@@ -10,7 +10,7 @@ import torch
 from spikingjelly.activation_based import neuron, surrogate
 
 from official_reference import official_forward, official_state_dict, recording_firing_rates
-from suite.errors import UnknownNameError
+from suite.errors import UnknownNameError, UsageError
 from suite.models import count_parameters, create_model, list_models, load_official_state_dict
 from suite.models.lif_fused import KERNELS
 from suite.models.neuron import BACKENDS, LIF
@@ -158,6 +158,35 @@ def official_lif_layers(depth: int) -> list[str]:
             "patch_embed.rpe_lif"]  # fmt: skip
     per_block = ["attn.q_lif", "attn.k_lif", "attn.v_lif", "attn.attn_lif", "attn.proj_lif", "mlp.fc1_lif", "mlp.fc2_lif"]
     return stem + [f"block.{b}.{name}" for b in range(depth) for name in per_block]
+
+
+@pytest.mark.parametrize(
+    "overrides,error,message",
+    [
+        (dict(lif_backend="torch"), UnknownNameError, "unknown LIF backend 'torch'; valid backends: auto, "),
+        (dict(heads=5), UsageError, "heads 5 does not divide dim 32; valid head counts: 1, 2, 4, 8, 16, 32"),
+        (dict(time_steps=0), UsageError, "time_steps must be a positive integer, got 0"),
+        (dict(img_size=(32,)), UsageError, "img_size must be two positive integers"),
+        (dict(mlp_ratio=0), UsageError, "mlp_ratio must be a positive number"),
+    ],
+)
+def test_bad_options_fail_when_the_model_is_made_not_at_its_first_forward(overrides, error, message):
+    with pytest.raises(error) as err:
+        create_model("spikformer-1-32", **overrides)
+    assert message in str(err.value)
+
+
+def test_valid_backends_are_the_registry_s_and_a_bad_one_is_refused_by_lif_itself():
+    from suite.models.neuron import backend_names
+
+    assert backend_names() == ["auto", *sorted(BACKENDS)]  # one list: whatever registered itself
+    with pytest.raises(UnknownNameError) as err:
+        LIF(backend="torch")
+    assert ", ".join(backend_names()) in str(err.value)
+    for name in [n for n in backend_names() if not n.endswith("_cuda")]:  # every CPU one builds a model that runs
+        model = create_model("spikformer-1-32", num_classes=3, img_size=16, time_steps=1, lif_backend=name).eval()
+        with torch.no_grad():
+            assert model(torch.rand(1, 3, 16, 16)).shape == (1, 3)
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 DEFAULT_TOKEN_PATH = Path("~/.ray/auth_token")
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
 
 # Never uploaded with the working dir: environments, history, data and run outputs. Anchored
 # with "/" so that, e.g., a package folder named `data` deeper in the tree is still shipped.
@@ -82,8 +83,20 @@ class JobFailedError(ClusterError):
 
 # -- addresses and tokens ------------------------------------------------------------------------
 def dashboard_address(address: str | None) -> str:
-    """`http://HOST:PORT` of the Jobs API from --address, else $RAY_API_SERVER_ADDRESS."""
-    address = (address or os.environ.get(ADDRESS_ENV) or "").strip()
+    """`http://HOST:PORT` of the Jobs API: --address, else $RAY_API_SERVER_ADDRESS, else an http(s)
+    $RAY_ADDRESS (the order `ray job` uses; a GCS address HOST:6379 is not the Jobs API)."""
+    ray_address = os.environ.get(RAY_ADDRESS_ENV, "").strip()
+    for value, source in (
+        (address, "--address"),
+        (os.environ.get(ADDRESS_ENV), f"${ADDRESS_ENV}"),
+        (ray_address if ray_address.startswith(("http://", "https://")) else "", f"${RAY_ADDRESS_ENV}"),
+    ):
+        if (value or "").strip():
+            address = value.strip()
+            logger.info("Ray Jobs API: %s (from %s)", address, source)
+            break
+    else:
+        address = ""
     if not address:
         raise UsageError(
             f"--address is required: the Ray dashboard of the cluster, e.g. http://HEAD:{DEFAULT_DASHBOARD_PORT} "
@@ -193,14 +206,18 @@ def _is_loopback(host: str | None) -> bool:
 
 
 def check_cluster_tracking_uri(tracking_uri: str | None, address: str) -> str:
-    """The MLflow URI a job will log to; only a server that every node reaches is accepted."""
-    uri = (tracking_uri or "").strip()
+    """The MLflow URI a job will log to (--tracking-uri, else $MLFLOW_TRACKING_URI); only a server
+    that every node reaches is accepted."""
+    uri, source = (tracking_uri or "").strip(), "--tracking-uri"
+    if not uri:
+        uri, source = os.environ.get(TRACKING_URI_ENV, "").strip(), f"${TRACKING_URI_ENV}"
     run_server = "start one as in cluster/README.md (cluster/mlflow/) and pass --tracking-uri http://MLFLOW-HOST:5000"
     if not uri:
         raise UsageError(
-            "--tracking-uri is required on a cluster: without it every node would log to its own local "
-            f"SQLite store and the runs would be scattered or lost; {run_server}"
+            f"--tracking-uri is required on a cluster (or ${TRACKING_URI_ENV}): without it every node would log "
+            f"to its own local SQLite store and the runs would be scattered or lost; {run_server}"
         )
+    logger.info("MLflow tracking server of the job: %s (from %s)", uri, source)
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file", "sqlite") or len(parsed.scheme) == 1:  # len 1: a Windows drive
         raise UsageError(

@@ -12,6 +12,8 @@ Work folder
     (``ui_command()`` prints the exact line for the store in use).
 
 Tracking URIs
+    ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI`` (MLflow's convention), else the embedded store
+    above; where the URI came from is logged and recorded in the run's params.
     ``sqlite:///ABS/PATH.db`` (artifacts go to ``artifacts/`` beside the .db file), an MLflow server
     ``http(s)://host:port`` (probed before anything starts, so an unreachable server fails in
     seconds, not after MLflow's HTTP retries), or another SQLAlchemy database URI. MLflow 3's
@@ -29,6 +31,7 @@ import os
 import subprocess
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Mapping
@@ -43,6 +46,13 @@ DEFAULT_SUITE_HOME = Path("~/.cache/spikformer-suite")
 DB_FILENAME = "mlflow.db"
 ARTIFACTS_DIRNAME = "artifacts"
 RAY_RESULTS_DIRNAME = "ray_results"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # MLflow's own variable: every MLflow tool reads it
+SOURCE_DEFAULT = "default"
+
+# MLflow 3's UI opens an experiment on the view its kind names; without this tag it guesses from
+# the runs' contents and may open the GenAI traces overview. The suite trains models.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
 
 # Engine-internal tags (not read by the leaderboard, hence not in suite.schema).
 TAG_RAY_RUN_NAME = "suite.ray_run_name"
@@ -76,30 +86,53 @@ def ray_storage_dir() -> Path:
     return work_dir() / RAY_RESULTS_DIRNAME
 
 
-def resolve_tracking_uri(uri: str | None) -> str:
-    """`--tracking-uri` (validated and made absolute), else the embedded default store.
+@dataclass(frozen=True)
+class Resolved:
+    """A setting the suite found for itself, and where: a flag, an environment variable, or the default."""
 
-    MLFLOW_TRACKING_URI is deliberately not consulted: the suite's default store is one documented
-    place, and a server is chosen explicitly with `--tracking-uri`.
+    value: str | None
+    source: str  # "--tracking-uri", "$MLFLOW_TRACKING_URI", "default", ...
+
+    def __str__(self) -> str:
+        return f"{self.value} (from {self.source})"
+
+
+def resolve_tracking(uri: str | None, flag: str = "--tracking-uri") -> Resolved:
+    """MLflow's convention: `--tracking-uri`, else $MLFLOW_TRACKING_URI, else the embedded store.
+
+    The value is validated and made absolute; an error names where the bad value came from.
     """
-    if not uri:
-        return default_tracking_uri()
+    if uri:
+        return Resolved(check_tracking_uri(uri, flag), flag)
+    from_env = os.environ.get(TRACKING_URI_ENV, "").strip()
+    if from_env:
+        return Resolved(check_tracking_uri(from_env, f"${TRACKING_URI_ENV}"), f"${TRACKING_URI_ENV}")
+    return Resolved(default_tracking_uri(), SOURCE_DEFAULT)
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """The tracking URI of `resolve_tracking` (flag, else $MLFLOW_TRACKING_URI, else the embedded store)."""
+    return resolve_tracking(uri).value
+
+
+def check_tracking_uri(uri: str, where: str = "--tracking-uri") -> str:
+    """`uri` validated and made absolute; `where` (a flag or $VARIABLE) names it in errors."""
     scheme = urlparse(uri).scheme.lower()
     if scheme in ("", "file"):
         raise UsageError(
-            f"--tracking-uri {uri!r}: MLflow 3's file store is not supported; use "
-            f"sqlite:///PATH/mlflow.db, an MLflow server http://HOST:PORT, or omit the flag for "
+            f"{where} {uri!r}: MLflow 3's file store is not supported; use "
+            f"sqlite:///PATH/mlflow.db, an MLflow server http://HOST:PORT, or leave {where} unset for "
             f"the local store {default_tracking_uri()}"
         )
     if scheme == "sqlite":
         db_path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
         if not db_path or db_path == ":memory:":
-            raise UsageError(f"--tracking-uri {uri!r}: expected sqlite:///PATH/TO/mlflow.db")
+            raise UsageError(f"{where} {uri!r}: expected sqlite:///PATH/TO/mlflow.db")
         return sqlite_uri(db_path)
     if scheme in HTTP_SCHEMES or scheme in OTHER_SCHEMES or scheme.split("+")[0] in SQLALCHEMY_SCHEMES:
         return uri.rstrip("/")
     raise UsageError(
-        f"--tracking-uri {uri!r}: unsupported scheme {scheme!r}; use sqlite:///PATH.db or http(s)://HOST:PORT"
+        f"{where} {uri!r}: unsupported scheme {scheme!r}; use sqlite:///PATH.db or http(s)://HOST:PORT"
     )
 
 
@@ -165,7 +198,11 @@ def client(tracking_uri: str):
 
 
 def get_or_create_experiment(tracking_uri: str, name: str) -> str:
-    """The id of experiment `name`, created (with artifacts beside a SQLite store) if absent."""
+    """The id of experiment `name`, created (with artifacts beside a SQLite store) if absent.
+
+    Either way it is tagged a model-training experiment (`TAG_EXPERIMENT_KIND`), unless someone
+    already gave it a kind, so that `mlflow ui` opens it on its runs table.
+    """
     from mlflow.exceptions import MlflowException
 
     mlflow_client = client(tracking_uri)
@@ -176,11 +213,15 @@ def get_or_create_experiment(tracking_uri: str, name: str) -> str:
                 f"MLflow experiment {name!r} in {tracking_uri} is deleted; restore it "
                 f"(`mlflow experiments restore --experiment-id {found.experiment_id}`) or pick another --experiment"
             )
+        if TAG_EXPERIMENT_KIND not in found.tags:  # made by an older suite, or by hand
+            mlflow_client.set_experiment_tag(found.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND_TRAINING)
         return found.experiment_id
     root = artifact_root_for(tracking_uri)
     location = str(Path(root) / name.replace("/", "_")) if root else None
     try:
-        return mlflow_client.create_experiment(name, artifact_location=location)
+        return mlflow_client.create_experiment(
+            name, artifact_location=location, tags={TAG_EXPERIMENT_KIND: EXPERIMENT_KIND_TRAINING}
+        )
     except MlflowException:
         # Another process (a parallel trial) created it first.
         found = mlflow_client.get_experiment_by_name(name)

@@ -7,6 +7,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+# MLflow's and Ray's own variables would redirect the suite's runs (it honours both, as their tools
+# do); tests that want them set them themselves.
+for _name in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
+    os.environ.pop(_name, None)
 
 import prerequisites  # noqa: E402  (found through the path entry above)
 import pytest  # noqa: E402

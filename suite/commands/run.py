@@ -19,6 +19,8 @@ are checked here and a bad value is named in a one-line error.
 Where things go: $SUITE_HOME (default ~/.cache/spikformer-suite) holds the MLflow store
 mlflow.db, its artifacts/ and Ray's checkpoints ray_results/. Browse with
   mlflow ui --backend-store-uri sqlite:///$SUITE_HOME/mlflow.db
+As every MLflow and Ray tool: --tracking-uri, else $MLFLOW_TRACKING_URI, else that store; --address,
+else $RAY_ADDRESS, else an embedded Ray. Which one was used, and why, is logged and in the run's params.
 """
 
 EPILOG = """\
@@ -31,7 +33,8 @@ stopping: Ctrl-C, `kill PID` (SIGTERM) and `suite jobs stop` end the MLflow run 
 checkpoints for --resume; the exit status is 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM).
 
 cluster: --address HOST:PORT joins a Ray cluster; with Ray's token auth export RAY_AUTH_MODE=token
-and RAY_AUTH_TOKEN first. A worker that dies is restarted from the last epoch's checkpoint up to
+and RAY_AUTH_TOKEN first. --storage-path s3://BUCKET/PATH keeps checkpoints where every node (and a
+later --resume) finds them, with no shared file system. A worker that dies is restarted from the last epoch's checkpoint up to
 --max-failures times. Set SUITE_TEST_CRASH (see suite/engine/hooks.py) only to test that.
 """
 
@@ -61,8 +64,12 @@ VALUE_FLAGS = {
     "--max-failures": ("max_failures", "K", "restarts of a failed worker group from its last checkpoint (default 1; -1: unlimited)"),
     "--synthetic-size": ("synthetic_size", "N", "samples per split with --data synthetic (default: the task's)"),
     "--experiment": ("experiment", "NAME", "MLflow experiment (default spikformer-suite)"),
-    "--tracking-uri": ("tracking_uri", "URI", "MLflow store: sqlite:///PATH.db or http(s)://HOST:PORT (default: sqlite in $SUITE_HOME)"),
-    "--address": ("address", "RAY_ADDRESS", "join this Ray cluster (default: an embedded local Ray on 127.0.0.1)"),
+    "--tracking-uri": ("tracking_uri", "URI", "MLflow store: sqlite:///PATH.db or http(s)://HOST:PORT (default: "
+                       "$MLFLOW_TRACKING_URI, else sqlite in $SUITE_HOME)"),
+    "--address": ("address", "ADDRESS", "join this Ray cluster (default: $RAY_ADDRESS, else an embedded local Ray "
+                  "on 127.0.0.1)"),
+    "--storage-path": ("storage_path", "PATH|URI", "Ray Train checkpoints (and Tune state): a shared folder, "
+                       "s3://BUCKET/PATH or gs://BUCKET/PATH (default: $SUITE_HOME/ray_results)"),
 }
 # Flags that may accompany --resume: they say where to run, not what.
 RESUME_FLAGS = ("tracking_uri", "address")
@@ -156,9 +163,10 @@ def _start(task: str, overrides: dict, config_file: str | None) -> int:
 
 def _resume(run_id: str, overrides: dict) -> int:
     from suite.engine.driver import resume_run
-    from suite.tracking import resolve_tracking_uri
+    from suite.engine.ray_session import resolve_ray_address
+    from suite.tracking import resolve_tracking
 
-    outcome = resume_run(run_id, resolve_tracking_uri(overrides.get("tracking_uri")), overrides.get("address"))
+    outcome = resume_run(run_id, resolve_tracking(overrides.get("tracking_uri")), resolve_ray_address(overrides.get("address")))
     print_summary(outcome)
     return 0
 

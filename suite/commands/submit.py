@@ -33,8 +33,8 @@ def register(subparsers) -> None:
     add_connection_args(p)
     p.add_argument(
         "--tracking-uri",
-        help="MLflow tracking server every node reaches, e.g. http://mlflow:5000 (required; "
-        "file and sqlite URIs are refused: each node would write its own copy)",
+        help="MLflow tracking server every node reaches, e.g. http://mlflow:5000 (default: $MLFLOW_TRACKING_URI; "
+        "required; file and sqlite URIs are refused: each node would write its own copy)",
     )
     where = p.add_mutually_exclusive_group()
     where.add_argument("--working-dir", type=Path, help="folder uploaded as the job's working dir (default: this checkout)")
@@ -51,7 +51,10 @@ def register(subparsers) -> None:
 
 
 def add_connection_args(p) -> None:
-    p.add_argument("--address", help="Ray dashboard address, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS)")
+    p.add_argument(
+        "--address",
+        help="Ray dashboard address, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS, else an http:// $RAY_ADDRESS)",
+    )
     p.add_argument(
         "--token-file",
         help="file holding the cluster's auth token (default: $RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)",
@@ -91,8 +94,8 @@ def _given(args: list[str], option: str) -> bool:
 def job_args(command: str, args: list[str], tracking_uri: str) -> list[str]:
     """The command as the job runs it: logging to the cluster's tracking server, training on the cluster.
 
-    `--tracking-uri` is added when the command takes it (the suite ignores $MLFLOW_TRACKING_URI by
-    design), and `--address auto` so that `run`/`tune` join the cluster the job runs on (Ray sets
+    `--tracking-uri` is added when the command takes it (explicit in the job's logs and params; the
+    job's $MLFLOW_TRACKING_URI says the same), and `--address auto` so that `run`/`tune` join the cluster the job runs on (Ray sets
     RAY_ADDRESS for jobs) instead of starting a private Ray inside the job.
     """
     extra = []

@@ -90,10 +90,11 @@ def _run(args: argparse.Namespace) -> int:
         given = sorted(k for k, v in base_overrides(args).items() if v is not None and k not in ("tracking_uri", "address"))
         if args.task or args.param or args.config or given:
             raise UsageError("--resume continues a sweep with its stored settings; give only --tracking-uri/--address with it")
-        from suite.tracking import resolve_tracking_uri
+        from suite.engine.ray_session import resolve_ray_address
+        from suite.tracking import resolve_tracking
         from suite.tune.sweep import resume_sweep
 
-        outcome = resume_sweep(args.resume, resolve_tracking_uri(args.tracking_uri), args.address)
+        outcome = resume_sweep(args.resume, resolve_tracking(args.tracking_uri), resolve_ray_address(args.address))
         param_names = list(outcome.trials[0]["params"]) if outcome.trials else []
     else:
         if not args.task:

@@ -36,10 +36,14 @@ SUPPORTED_SCHEDULES = ("cosine",)
 # the config hash so that the same experiment on 1 or 8 workers, or another seed, aggregates.
 EXECUTION_FIELDS = (
     "seed", "workers", "gpus_per_worker", "cpus_per_worker", "loader_workers", "max_failures",
-    "address", "tracking_uri", "experiment", "download", "data",
+    "address", "tracking_uri", "experiment", "download", "data", "storage_path", "tracking_uri_source",
+    "address_source",
 )
 DERIVED_FIELDS = ("recipe_deviations",)  # follow from the others; not part of the config hash
 MIXUP_MODES = ("batch", "pair", "elem")
+# Where each connection setting came from (flag, config file, environment variable, default): set
+# by `resolve_settings`, recorded in the run's params.
+SOURCE_FIELDS = {"tracking_uri": "tracking_uri_source", "address": "address_source"}
 
 
 @dataclass
@@ -83,6 +87,9 @@ class RunSettings:
     tracking_uri: str = ""
     address: str | None = None  # None: an embedded local Ray
     recipe_deviations: str = ""  # what this run changed of its task's recipe ("" = nothing)
+    storage_path: str = ""  # Ray Train checkpoints and Tune state: folder or s3:// gs:// URI (suite.engine.storage)
+    tracking_uri_source: str = ""  # --tracking-uri, $MLFLOW_TRACKING_URI or default
+    address_source: str = ""  # --address, $RAY_ADDRESS or default
 
     @property
     def use_gpu(self) -> bool:
@@ -167,7 +174,6 @@ def resolve_settings(
 ) -> RunSettings:
     """Recipe of `task_name`, then the YAML file, then `overrides` (flags; None means unset)."""
     from suite.task_registry import get_task
-    from suite.tracking import resolve_tracking_uri
 
     task = get_task(task_name)
     layers = _Layers()
@@ -193,7 +199,7 @@ def resolve_settings(
             task.check_preprocess(checked["preprocess"])
         except UsageError as err:
             raise UsageError(f"{layers.where('preprocess')}: {err}") from None
-    checked["tracking_uri"] = resolve_tracking_uri(checked["tracking_uri"])
+    _resolve_connections(checked, layers)
     settings = RunSettings(**checked)
     _check_combinations(settings, layers)
     from_recipe = {name for name, item in layers.values.items() if item.source.startswith("recipe:")}
@@ -253,9 +259,32 @@ def _check(name: str, value: Any, layers: _Layers) -> Any:
         return value.strip()
     if name in ("protocol", "address", "preprocess"):
         return None if value in (None, "") else str(value)
-    if name == "tracking_uri":
+    if name in ("tracking_uri", "storage_path", *SOURCE_FIELDS.values()):
         return "" if value is None else str(value)
     raise AssertionError(f"no check for setting {name!r}")  # a new field must get a check
+
+
+def _resolve_connections(checked: dict[str, Any], layers: _Layers) -> None:
+    """Tracking store, Ray and checkpoint storage: a flag or file, else the environment, else defaults."""
+    from suite.engine.ray_session import resolve_ray_address
+    from suite.engine.storage import resolve_storage_path
+    from suite.tracking import resolve_tracking
+
+    def where(key: str) -> str:
+        return layers.where(key) if key in layers.values else key
+
+    resolved = {
+        "tracking_uri": resolve_tracking(checked["tracking_uri"] or None, where("tracking_uri")),
+        "address": resolve_ray_address(checked["address"], where("address")),
+    }
+    for key, found in resolved.items():
+        checked[key] = found.value
+        source_key = SOURCE_FIELDS[key]
+        given, value = layers.values.get(source_key), layers.values.get(key)
+        # A source given with its value (a trial's settings, a run's config.yaml) stays as it was.
+        keep = given is not None and given.value and value is not None and given.source == value.source
+        checked[source_key] = checked[source_key] if keep else found.source
+    checked["storage_path"] = resolve_storage_path(checked["storage_path"], where("storage_path"))
 
 
 def _integer(value: Any, where: str, minimum: int) -> int:

@@ -27,11 +27,16 @@ from typing import Any, Iterator, Sequence
 import yaml
 
 from suite import __version__, schema, tracking
+from suite.engine import storage
 from suite.engine.config import RunSettings
 from suite.engine.hooks import CRASH_ENV
-from suite.engine.ray_session import RaySession, auto_cpus_per_worker, check_resources, enable_train_v2, start_ray
+from suite.engine.ray_private_api import torch_trainer_class
+from suite.engine.ray_session import (
+    EMBEDDED, RaySession, auto_cpus_per_worker, check_resources, enable_train_v2, start_ray,
+)
 from suite.engine.stop_signals import stop_signals_interrupt
 from suite.errors import SuiteError, UsageError
+from suite.tracking import Resolved
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +60,7 @@ def build_trainer(
     settings: RunSettings,
     *,
     ray_run_name: str,
-    storage_path: str | Path,
+    storage_path: str,
     mlflow_run_id: str | None = None,
     callbacks: Sequence[Any] = (),
     progress_bars: bool = False,
@@ -68,7 +73,7 @@ def build_trainer(
     `mlflow_run_id`: the run rank 0 logs into (None: report to Ray only). `callbacks`: Ray Train
     UserCallbacks, e.g. Tune's report callback. `progress_bars`: per-epoch bars from rank 0 (for a
     terminal; without them each epoch still logs one summary line). gloo for CPU workers, nccl
-    for GPU workers. `embedded`: Ray was started by this process (see `trainer_class`).
+    for GPU workers. `embedded`: Ray was started by this process (see `torch_trainer_class`).
     `loop_per_worker` replaces the training loop (`suite eval` runs its evaluation loop on the same
     worker group), and `loop_extras` adds to the config it receives.
     """
@@ -78,7 +83,7 @@ def build_trainer(
 
     from suite.engine.train_loop import train_loop_per_worker
 
-    storage_path = Path(storage_path).resolve()
+    storage_path = str(storage_path)
     resources = {"CPU": max(1, settings.cpus_per_worker)}
     if settings.use_gpu:
         resources["GPU"] = settings.gpus_per_worker
@@ -86,19 +91,19 @@ def build_trainer(
         "settings": settings.to_dict(),
         "mlflow_run_id": mlflow_run_id,
         "tracking_uri": settings.tracking_uri,
-        "ray_run_dir": str(storage_path / ray_run_name),
+        "ray_run_dir": storage.join(storage_path, ray_run_name),
         "progress_bars": progress_bars,
         **(loop_extras or {}),
     }
     env_vars = forwarded_env()
-    return trainer_class(embedded)(
+    return torch_trainer_class(embedded)(
         loop_per_worker or train_loop_per_worker,
         train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if settings.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=settings.use_gpu, resources_per_worker=resources),
         run_config=RunConfig(
             name=ray_run_name,
-            storage_path=str(storage_path),
+            storage_path=storage_path,
             failure_config=FailureConfig(max_failures=settings.max_failures),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=CHECKPOINTS_TO_KEEP, checkpoint_score_attribute=schema.M_TOP1, checkpoint_score_order="max"
@@ -109,42 +114,6 @@ def build_trainer(
             logging_config=LoggingConfig(log_level="WARNING"),
         ),
     )
-
-
-def trainer_class(embedded: bool):
-    """A TorchTrainer that leaves stop signals to the driver; for an embedded Ray, also one
-    without the placement-group cleaner actor.
-
-    Ray Train's own Ctrl-C handler aborts the run and then calls `sys.exit(0)`, which skips the
-    driver's interrupt handling (the MLflow run would stay RUNNING); instead the trainer keeps
-    its controller so that `_fit` can abort it after `stop_signals_interrupt` raised.
-
-    The cleaner removes a run's placement group if its controller dies while the cluster lives
-    on. An embedded Ray dies with its driver, so it has nothing to do there, and it cannot work:
-    it polls the State API, which needs the dashboard an embedded Ray does not start, and it
-    logs a warning (or a traceback, when other Ray instances run on the machine) every second.
-    """
-    from ray.train.torch import TorchTrainer
-
-    class SuiteTorchTrainer(TorchTrainer):
-        controller = None  # the TrainController actor while `fit` runs in the main thread
-
-        def _register_sigint_handler(self, controller):
-            self.controller = controller
-
-    if not embedded:
-        return SuiteTorchTrainer
-    try:
-        from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
-    except ImportError:  # a Ray without the cleaner
-        return SuiteTorchTrainer
-
-    class EmbeddedTorchTrainer(SuiteTorchTrainer):
-        def _create_default_callbacks(self):
-            callbacks = super()._create_default_callbacks()
-            return [cb for cb in callbacks if not isinstance(cb, PlacementGroupCleanerCallback)]
-
-    return EmbeddedTorchTrainer
 
 
 def forwarded_env() -> dict[str, str]:
@@ -187,14 +156,15 @@ def preflight(settings: RunSettings) -> None:
     from suite.task_registry import get_task
 
     tracking.check_tracking_server(settings.tracking_uri)
+    storage.check_storage(settings.storage_path)
     if settings.address is None:
         _check_machine_resources(settings)
-    elif settings.tracking_uri.startswith("sqlite:///"):
+    elif settings.tracking_uri.startswith("sqlite:///") or not storage.is_uri(settings.storage_path):
         log.warning(
-            "--address %s with the local store %s: on a multi-node cluster rank 0 may run on another node, "
-            "which cannot write this file, and checkpoints go to %s, which every node must share; use "
-            "--tracking-uri http://MLFLOW_SERVER and a shared $SUITE_HOME there",
-            settings.address, settings.tracking_uri, tracking.ray_storage_dir(),
+            "Ray at %s with the store %s and checkpoints in %s: on a multi-node cluster rank 0 may run on "
+            "another node, which cannot write a local SQLite file, and every node must reach the checkpoints; "
+            "use --tracking-uri http://MLFLOW_SERVER and --storage-path s3://BUCKET/PATH (or a shared folder)",
+            settings.address, settings.tracking_uri, settings.storage_path,
         )
     task = get_task(settings.task)
     model_config(settings.model, **task.model_kwargs(settings.time_steps))
@@ -222,8 +192,18 @@ def _check_machine_resources(settings: RunSettings) -> None:
         )
 
 
+def announce(settings: RunSettings) -> None:
+    """Log where the run's services are and where each setting came from (also in its params)."""
+    log.info(
+        "MLflow tracking store: %s (from %s); Ray: %s (from %s); checkpoints: %s",
+        settings.tracking_uri, settings.tracking_uri_source, settings.address or EMBEDDED, settings.address_source,
+        settings.storage_path,
+    )
+
+
 def start_run(settings: RunSettings) -> RunOutcome:
     """A fresh `suite run`: preflight, Ray, a new MLflow run, training. Returns the outcome."""
+    announce(settings)
     preflight(settings)
     log.info(
         "global batch %d: %d per worker x %d worker(s)",
@@ -239,17 +219,22 @@ def start_run(settings: RunSettings) -> RunOutcome:
         run.id = tracking.create_run(settings.tracking_uri, settings.experiment, run_name=run_name, tags=tags,
                                      params=settings.to_dict())
         ray_run_name = f"suite-{run.id}"
-        storage = tracking.ray_storage_dir()
         client = tracking.client(settings.tracking_uri)
         client.set_tag(run.id, tracking.TAG_RAY_RUN_NAME, ray_run_name)
-        client.set_tag(run.id, tracking.TAG_RAY_STORAGE, str(storage))
+        client.set_tag(run.id, tracking.TAG_RAY_STORAGE, settings.storage_path)
         client.log_text(run.id, settings.to_yaml(), CONFIG_ARTIFACT)
-        log.info("MLflow run %s in %s; Ray run %s", run.id, settings.tracking_uri, storage / ray_run_name)
-        return _fit(settings, run.id, ray_run_name, storage, session.embedded)
+        log.info("MLflow run %s in %s; Ray run %s", run.id, settings.tracking_uri,
+                 storage.join(settings.storage_path, ray_run_name))
+        return _fit(settings, run.id, ray_run_name, settings.storage_path, session.embedded)
 
 
-def resume_run(run_id: str, tracking_uri: str, address: str | None) -> RunOutcome:
-    """Continue the MLflow run `run_id` whose driver died: same config, same Ray run folder."""
+def resume_run(run_id: str, store: Resolved, ray_address: Resolved) -> RunOutcome:
+    """Continue the MLflow run `run_id` whose driver died: same config, same Ray run folder.
+
+    `store` and `ray_address`: where this driver finds the MLflow store and Ray, with their sources.
+    The checkpoints are where the run's tag says (its `--storage-path`).
+    """
+    tracking_uri = store.value
     tracking.check_tracking_server(tracking_uri)
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///"):]).is_file():
         raise UsageError(f"--resume {run_id}: there is no MLflow store at {tracking_uri} (check $SUITE_HOME or --tracking-uri)")
@@ -257,24 +242,28 @@ def resume_run(run_id: str, tracking_uri: str, address: str | None) -> RunOutcom
     if run.info.status == "FINISHED":
         raise UsageError(f"--resume {run_id}: the run already FINISHED; start a new one instead")
     tags = run.data.tags
-    ray_run_name, storage = tags.get(tracking.TAG_RAY_RUN_NAME), tags.get(tracking.TAG_RAY_STORAGE)
-    if tags.get(schema.TAG_KIND) != "run" or not ray_run_name or not storage:
+    ray_run_name, storage_path = tags.get(tracking.TAG_RAY_RUN_NAME), tags.get(tracking.TAG_RAY_STORAGE)
+    if tags.get(schema.TAG_KIND) != "run" or not ray_run_name or not storage_path:
         raise UsageError(f"--resume {run_id}: not a `suite run` run (it lacks the {tracking.TAG_RAY_RUN_NAME} tag)")
-    if not (Path(storage) / ray_run_name).is_dir():
+    ray_run_dir = storage.join(storage_path, ray_run_name)
+    if not storage.exists(ray_run_dir):
         raise UsageError(
-            f"--resume {run_id}: its Ray run folder {Path(storage) / ray_run_name} is gone (checkpoints are "
-            "needed to resume; on a cluster, run from a machine that sees the same storage)"
+            f"--resume {run_id}: its Ray run folder {ray_run_dir} is gone (checkpoints are needed to resume; on a "
+            "cluster, run from a machine that sees the same storage, or use --storage-path s3://... for new runs)"
         )
-    settings = _stored_settings(tracking_uri, run_id)
-    settings = replace(settings, tracking_uri=tracking_uri, address=address)
-    session = start_ray(address)
+    settings = replace(
+        _stored_settings(tracking_uri, run_id), tracking_uri=tracking_uri, tracking_uri_source=store.source,
+        address=ray_address.value, address_source=ray_address.source, storage_path=storage_path,
+    )
+    announce(settings)
+    session = start_ray(settings.address)
     with _stoppable(session, tracking_uri) as stoppable:
         settings = _with_cpus(settings, session, keep=True)
         stoppable.id = run_id
         tracking.reopen_run(tracking_uri, run_id)
         tracking.client(tracking_uri).set_tag(run_id, schema.TAG_RAY_ADDRESS, run_tags(settings, session)[schema.TAG_RAY_ADDRESS])
-        log.info("resuming MLflow run %s from Ray run %s", run_id, Path(storage) / ray_run_name)
-        return _fit(settings, run_id, ray_run_name, Path(storage), session.embedded)
+        log.info("resuming MLflow run %s from Ray run %s", run_id, ray_run_dir)
+        return _fit(settings, run_id, ray_run_name, storage_path, session.embedded)
 
 
 @dataclass
@@ -346,9 +335,9 @@ def _ray_cpus() -> float:
     return ray.cluster_resources().get("CPU", 0.0)
 
 
-def _fit(settings: RunSettings, run_id: str, ray_run_name: str, storage: Path, embedded: bool) -> RunOutcome:
+def _fit(settings: RunSettings, run_id: str, ray_run_name: str, storage_path: str, embedded: bool) -> RunOutcome:
     trainer = build_trainer(
-        settings, ray_run_name=ray_run_name, storage_path=storage, mlflow_run_id=run_id,
+        settings, ray_run_name=ray_run_name, storage_path=storage_path, mlflow_run_id=run_id,
         progress_bars=sys.stdout.isatty(), embedded=embedded,
     )
     result, seconds = fit_tracked(trainer, settings.tracking_uri, run_id)
@@ -358,7 +347,7 @@ def _fit(settings: RunSettings, run_id: str, ray_run_name: str, storage: Path, e
         experiment=settings.experiment,
         metrics=dict(result.metrics or {}),
         seconds=seconds,
-        ray_run_dir=str(storage / ray_run_name),
+        ray_run_dir=storage.join(storage_path, ray_run_name),
     )
 
 

@@ -5,6 +5,9 @@ one logical CPU per core, worker output forwarded to this terminal. Ray binds it
 machine's outward address unless told it is a single-machine cluster, which is what
 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 does (Ray reads it when `ray` is first imported).
 
+Which: `--address`, else $RAY_ADDRESS (Ray's convention; Ray sets it for a job's driver), else
+the embedded Ray; `resolve_ray_address` says which and where it came from.
+
 Cluster (`--address HOST:PORT` or `ray://...`): Ray 2.60 clusters use token authentication by
 default; export RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, or the file
 ~/.ray/auth_token) before `suite run` — Ray reads both from the environment.
@@ -14,15 +17,19 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from dataclasses import dataclass
 
+from suite.engine.ray_private_api import bind_loopback_if_imported, check_ray_version
 from suite.errors import SuiteError, UsageError
+from suite.tracking import SOURCE_DEFAULT, Resolved
 
 log = logging.getLogger(__name__)
 
 TRAIN_V2_ENV = "RAY_TRAIN_V2_ENABLED"
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
+LOCAL_ADDRESS = "local"  # Ray's word for "start a Ray here": the embedded one
+EMBEDDED = "embedded local Ray"
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,19 @@ def enable_train_v2() -> None:
     os.environ[TRAIN_V2_ENV] = "1"
 
 
+def resolve_ray_address(address: str | None, flag: str = "--address") -> Resolved:
+    """Ray's convention: `--address`, else $RAY_ADDRESS, else an embedded Ray (value None)."""
+    for value, source in ((address, flag), (os.environ.get(RAY_ADDRESS_ENV), f"${RAY_ADDRESS_ENV}")):
+        value = (value or "").strip()
+        if value:
+            return Resolved(None if value == LOCAL_ADDRESS else value, source)
+    return Resolved(None, SOURCE_DEFAULT)
+
+
+def describe_address(resolved: Resolved) -> str:
+    return f"{resolved.value or EMBEDDED} (from {resolved.source})"
+
+
 def machine_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -52,6 +72,7 @@ def machine_cpus() -> int:
 
 def start_ray(address: str | None) -> RaySession:
     """Join `address`, or start an embedded loopback-only Ray; reuse one already initialised."""
+    check_ray_version()  # before anything starts: the engine relies on details of the tested Ray
     enable_train_v2()
     if address is None:
         _bind_loopback()
@@ -81,10 +102,7 @@ def start_ray(address: str | None) -> RaySession:
 
 def _bind_loopback() -> None:
     os.environ[LOOPBACK_ENV] = "0"
-    constants = sys.modules.get("ray._private.ray_constants")
-    if constants is not None and getattr(constants, "ENABLE_RAY_CLUSTER", False):
-        # `ray` was imported before us (e.g. by another test module): the constant is already read.
-        constants.ENABLE_RAY_CLUSTER = False
+    bind_loopback_if_imported()  # `ray` imported before us (e.g. by another test module) read it already
 
 
 def check_resources(workers: int, cpus_per_worker: int, gpus_per_worker: float, embedded: bool) -> None:

@@ -128,12 +128,15 @@ def epoch_metrics(
     params: int,
     peak_memory_mb: float,
 ) -> dict[str, float]:
-    """The schema's per-epoch metrics (names in suite.schema; the leaderboard reads them)."""
+    """The schema's per-epoch metrics (names in suite.schema; the leaderboard reads them).
+
+    The first four are the ones Ray Tune's trial table shows: epoch, loss, best top-1, top-1.
+    """
     return {
         schema.M_EPOCH: float(epoch),
         schema.M_LOSS: float(train_loss),
-        **eval_metrics(eval_result=eval_result, snn_summary=snn_summary, params=params),
         schema.M_BEST_TOP1: float(best_top1),
+        **eval_metrics(eval_result=eval_result, snn_summary=snn_summary, params=params),
         schema.M_LR: float(lr),
         schema.M_SAMPLES_PER_S: float(samples_per_s),
         schema.M_PEAK_MEMORY: float(peak_memory_mb),

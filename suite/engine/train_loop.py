@@ -34,6 +34,7 @@ from suite.engine.epoch import train_one_epoch
 from suite.engine.evaluate import all_reduce_sum, evaluate
 from suite.engine.hooks import crash_plan_from_env
 from suite.engine.mixing import BatchMixer
+from suite.engine.ray_private_api import quiet_train_report_log
 from suite.engine.run_logger import RunLogger, epoch_metrics
 from suite.engine.schedule import build_scheduler
 from suite.engine.worker import lif_backend_line, start_worker
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    _quiet_ray_report_log()
+    quiet_train_report_log()
     settings, rank, world_size, device, logger = start_worker(config)
     try:
         _train(settings, config, rank, world_size, device, logger)
@@ -97,7 +98,7 @@ def _train(settings: RunSettings, config: dict, rank: int, world_size: int, devi
         label_smoothing=settings.label_smoothing, off_epoch=settings.mixup_off_epoch,
     )
     monitor = SNNMonitor(bare)
-    crash_plan = crash_plan_from_env(config.get("ray_run_dir") or tempfile.gettempdir())
+    crash_plan = crash_plan_from_env(_local_run_dir(config.get("ray_run_dir")))
 
     start_epoch, best_top1, best_epoch = 0, 0.0, -1
     restored = ray.train.get_checkpoint()
@@ -170,6 +171,17 @@ def _train(settings: RunSettings, config: dict, rank: int, world_size: int, devi
         _log_best(bare, logger)
 
 
+def _local_run_dir(ray_run_dir: str | None) -> str:
+    """A local folder for the run's marker files: the Ray run folder, or a temp one for s3:// and the like."""
+    from suite.engine.storage import is_uri
+
+    if not ray_run_dir:
+        return tempfile.gettempdir()
+    if is_uri(ray_run_dir):
+        return str(Path(tempfile.gettempdir()) / Path(ray_run_dir.rstrip("/")).name)
+    return ray_run_dir
+
+
 def _wait_until_committed() -> None:
     """Block until Ray Train's controller has registered this epoch's checkpoint.
 
@@ -181,17 +193,6 @@ def _wait_until_committed() -> None:
     import ray.train
 
     ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
-
-
-def _quiet_ray_report_log() -> None:
-    """Ray Train logs every report's whole metrics dict at INFO, on a logger named after its file
-    path, which RunConfig's LoggingConfig does not reach; the epoch line says it once, readably."""
-    try:
-        from ray.train.v2._internal.execution import context as ray_train_context
-
-        ray_train_context.logger.setLevel(logging.WARNING)
-    except (ImportError, AttributeError):  # another Ray version: its own log lines stay
-        pass
 
 
 def _datasets(task, settings: RunSettings, rank: int, world_size: int):

@@ -13,7 +13,8 @@ from suite.leaderboard.references import load_references
 from suite.leaderboard.render_csv import render_csv
 from suite.leaderboard.render_html import render_html
 from suite.leaderboard.render_md import render_markdown
-from suite.leaderboard.store import redact, resolve_tracking_uri
+from suite.leaderboard.store import redact
+from suite.tracking import resolve_tracking
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,9 @@ def generate_leaderboards(
     generated_at: str | None = None,
 ) -> GeneratedBoards:
     """Read finished runs, write `<task>_<protocol>.md/.csv` and index.html into out_dir, log them."""
-    uri = resolve_tracking_uri(tracking_uri)
+    found = resolve_tracking(tracking_uri)
+    uri = found.value
+    log.info("reading runs from MLflow store %s (from %s)", redact(uri), found.source)
     references = load_references(references_path)
     collected = collect_runs(uri, task=task)
     boards = build_boards(collected, references, task=task)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import yaml
 
 from suite import schema, tracking
+from suite.engine import storage
 from suite.errors import MissingExtraError, SuiteError, UsageError
 from suite.tune import runs
 from suite.tune.space import ParamSpec, grid_size, parse_space, to_tune
@@ -30,6 +30,8 @@ MODE = "max"
 TUNE_DIRNAME = "tune"
 SCHEDULERS = ("asha", "fifo")
 SEARCHES = ("random", "optuna")
+# Where the sweep's services are, and where each came from: params of the parent run too.
+CONNECTION_PARAMS = ("tracking_uri", "tracking_uri_source", "address", "address_source", "storage_path")
 
 
 @dataclass
@@ -150,7 +152,6 @@ def trial_dirname(trial) -> str:
 def _tuner_parts(spec: SweepSpec, context, concurrency: int):
     """The Tune trainable, TuneConfig and RunConfig of a sweep (shared by start and restore)."""
     from ray import tune
-    from ray.tune import CLIReporter
 
     from suite.tune.callback import TrialRunsCallback
     from suite.tune.trial import run_trial
@@ -178,29 +179,25 @@ def _tuner_parts(spec: SweepSpec, context, concurrency: int):
         metric=METRIC, mode=MODE, num_samples=spec.samples, scheduler=scheduler, search_alg=searcher,
         max_concurrent_trials=limit, trial_dirname_creator=trial_dirname,
     )
-    reporter = CLIReporter(
-        parameter_columns=list(spec.space),
-        metric_columns={"training_iteration": "epochs", schema.M_TOP1: "top1", METRIC: "best_top1", schema.M_LOSS: "loss"},
-        sort_by_metric=True, max_report_frequency=30,
-    )
+    # Tune's own reporter: a trial table (the sampled parameters, the first metrics of each report:
+    # epoch, loss, top-1, best top-1) and the current best trial by METRIC.
     run_config = tune.RunConfig(
         name=context.sweep_name,
-        storage_path=str(tune_storage()),
+        storage_path=tune_storage(spec),
         callbacks=[TrialRunsCallback(context.tracking_uri, context.parent_run_id, epochs)],
-        progress_reporter=reporter,
         failure_config=tune.FailureConfig(max_failures=0),
         verbose=1,
     )
     return trainable, tune_config, run_config
 
 
-def tune_storage() -> Path:
-    return tracking.ray_storage_dir() / TUNE_DIRNAME
+def tune_storage(spec: SweepSpec) -> str:
+    """Where Tune keeps the sweep's state: TUNE_DIRNAME under the sweep's --storage-path."""
+    return storage.join(_storage_path(spec), TUNE_DIRNAME)
 
 
-def _use_cli_reporter() -> None:
-    # Tune's newer output engine ignores a ProgressReporter; the CLIReporter table is the one we want.
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+def _storage_path(spec: SweepSpec) -> str:
+    return spec.base_settings.get("storage_path") or str(tracking.ray_storage_dir())  # "": a sweep of an older suite
 
 
 def _context(spec: SweepSpec, parent_run_id: str, embedded: bool):
@@ -210,22 +207,24 @@ def _context(spec: SweepSpec, parent_run_id: str, embedded: bool):
     return SweepContext(
         task=spec.task, base_settings=base, parent_run_id=parent_run_id, sweep_name=runs.sweep_name(parent_run_id),
         tracking_uri=base["tracking_uri"], experiment=base["experiment"],
-        train_storage=str(tracking.ray_storage_dir()), embedded=embedded,
+        train_storage=_storage_path(spec), embedded=embedded,
     )
 
 
 def start_sweep(spec: SweepSpec) -> SweepOutcome:
-    from suite.engine.driver import run_tags
+    from suite.engine.driver import announce, run_tags
     from suite.engine.ray_session import start_ray
     from suite.tune.trial import trial_settings
 
     check_spec(spec)
     base = spec.base_settings
+    announce(trial_settings(spec.task, base, {}))
     session = start_ray(base["address"])
     try:
         concurrency = plan_concurrency(spec, session.embedded)
         tags = run_tags(trial_settings(spec.task, base, {}), session)
         name = f"sweep-{spec.task}-{base['model']}"
+        tags[tracking.TAG_RAY_STORAGE] = _storage_path(spec)
         parent = runs.create_parent_run(base["tracking_uri"], base["experiment"], run_name=name, tags=tags)
         try:
             tuner = _new_tuner(spec, parent, concurrency, session.embedded)
@@ -245,6 +244,7 @@ def _new_tuner(spec: SweepSpec, parent: str, concurrency: int, embedded: bool):
         base["tracking_uri"], parent,
         {"samples": spec.samples, "scheduler": spec.scheduler, "search": spec.search, "max_concurrent": concurrency,
          "epochs": base["epochs"], "workers_per_trial": base["workers"], "space_origin": spec.space_origin,
+         **{key: base.get(key) for key in CONNECTION_PARAMS},
          **{f"space.{k}": v for k, v in spec.space.items()}},
     )
     tracking.client(base["tracking_uri"]).log_text(parent, spec.to_yaml(), runs.SWEEP_ARTIFACT)
@@ -253,17 +253,23 @@ def _new_tuner(spec: SweepSpec, parent: str, concurrency: int, embedded: bool):
              context.sweep_name, spec.total_trials, concurrency, spec.scheduler, spec.search, parent,
              base["tracking_uri"])
     trainable, tune_config, run_config = _tuner_parts(spec, context, concurrency)
-    _use_cli_reporter()
     return tune.Tuner(trainable, param_space=to_tune(spec.parsed_space()), tune_config=tune_config, run_config=run_config)
 
 
-def resume_sweep(sweep: str, tracking_uri: str, address: str | None) -> SweepOutcome:
-    """Continue an interrupted sweep: finished trials stay, unfinished ones resume from checkpoints."""
+def resume_sweep(sweep: str, store, ray_address) -> SweepOutcome:
+    """Continue an interrupted sweep: finished trials stay, unfinished ones resume from checkpoints.
+
+    `store` and `ray_address` (`suite.tracking.Resolved`): where this driver finds MLflow and Ray.
+    Tune's state is under the sweep's stored --storage-path.
+    """
     from mlflow.artifacts import download_artifacts
     from ray import tune
 
+    from suite.engine.driver import announce
     from suite.engine.ray_session import start_ray
+    from suite.tune.trial import trial_settings
 
+    tracking_uri = store.value
     parent = runs.parent_run_id_of(sweep)
     tracking.check_tracking_server(tracking_uri)
     run = tracking.get_run(tracking_uri, parent)
@@ -276,21 +282,24 @@ def resume_sweep(sweep: str, tracking_uri: str, address: str | None) -> SweepOut
                                                            tracking_uri=tracking_uri)).read_text())
     except Exception as err:  # missing or unreadable: either way there is nothing to resume from
         raise UsageError(f"--resume {sweep}: cannot read its {runs.SWEEP_ARTIFACT} artifact: {err}") from err
-    path = tune_storage() / runs.sweep_name(parent)
-    if not tune.Tuner.can_restore(str(path)):
+    path = storage.join(tune_storage(spec), runs.sweep_name(parent))
+    if not tune.Tuner.can_restore(path):
         raise UsageError(
             f"--resume {sweep}: its Tune experiment folder {path} is missing or incomplete (resume on a machine "
-            f"that sees the same $SUITE_HOME/ray_results)"
+            f"that sees the same storage; a sweep with --storage-path s3://... is found from anywhere)"
         )
-    spec.base_settings = {**spec.base_settings, "tracking_uri": tracking_uri, "address": address}
-    session = start_ray(address)
+    spec.base_settings = {
+        **spec.base_settings, "tracking_uri": tracking_uri, "tracking_uri_source": store.source,
+        "address": ray_address.value, "address_source": ray_address.source,
+    }
+    announce(trial_settings(spec.task, spec.base_settings, {}))
+    session = start_ray(ray_address.value)
     try:
         context = _context(spec, parent, session.embedded)
         trainable, _, _ = _tuner_parts(spec, context, concurrency=1)
         tracking.reopen_run(tracking_uri, parent)
         log.info("resuming sweep %s from %s", context.sweep_name, path)
-        _use_cli_reporter()
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=False,
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
                                    restart_errored=False)
         return _fit(tuner, spec, parent)
     finally:

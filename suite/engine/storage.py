@@ -12,6 +12,7 @@ the run id.
 
 from __future__ import annotations
 
+import os
 import posixpath
 from pathlib import Path
 
@@ -78,14 +79,21 @@ def check_storage(storage_path: str) -> None:
     """Fail before Ray starts if the storage cannot be written (a missing bucket, no credentials)."""
     import pyarrow.fs
 
+    if not is_uri(storage_path):  # a folder is created by Ray when it starts; nothing is made before
+        folder = Path(storage_path)
+        if folder.is_file():
+            raise UsageError(f"{FLAG} {storage_path}: is a file, expected a folder")
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise SuiteError(f"{FLAG} {storage_path}: not writable ({existing} is not a writable folder)")
+        return
     fs, inner = _filesystem(storage_path, FLAG)
     try:
+        if fs.get_file_info(inner).type == pyarrow.fs.FileType.File:
+            raise UsageError(f"{FLAG} {storage_path}: is a file, expected a folder")
         fs.create_dir(inner, recursive=True)
-        info = fs.get_file_info(inner)
     except OSError as err:
         raise SuiteError(f"{FLAG} {storage_path}: not writable: {err}{_credentials_hint(storage_path)}") from err
-    if info.type == pyarrow.fs.FileType.File:
-        raise UsageError(f"{FLAG} {storage_path}: is a file, expected a folder")
 
 
 def exists(path: str) -> bool:

@@ -125,9 +125,10 @@ def http_get(url: str, token: str | None = None, timeout: float = 5.0) -> tuple[
 
 
 class LocalRayCluster:
-    """A head (1 CPU, dashboard on 127.0.0.1) and a worker node (1 CPU, resource `second_node`)."""
+    """A head (1 CPU, dashboard on 127.0.0.1) and, unless `worker_node=False`, a worker node (1 CPU,
+    resource `second_node`)."""
 
-    def __init__(self, root: Path, head_cpus: int = 1, worker_cpus: int = 1):
+    def __init__(self, root: Path, head_cpus: int = 1, worker_cpus: int = 1, worker_node: bool = True):
         self.root = root
         self.home = root / "home"
         self.home.mkdir(parents=True, exist_ok=True)
@@ -159,8 +160,10 @@ class LocalRayCluster:
         try:
             self.processes.append(ManagedProcess("ray head", head, self.env, root / "ray_head.log"))
             wait_until(self._dashboard_up, 120, "the Ray dashboard", self.processes)
-            self.processes.append(ManagedProcess("ray worker", worker, self.env, root / "ray_worker.log"))
-            wait_until(lambda: self.alive_nodes() == 2, 120, "2 alive Ray nodes", self.processes)
+            if worker_node:
+                self.processes.append(ManagedProcess("ray worker", worker, self.env, root / "ray_worker.log"))
+            nodes = 2 if worker_node else 1
+            wait_until(lambda: self.alive_nodes() == nodes, 120, f"{nodes} alive Ray node(s)", self.processes)
         except BaseException:
             self.stop()
             raise

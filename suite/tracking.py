@@ -9,7 +9,8 @@ Work folder
     - ``ray_results/``   Ray Train run folders (per-epoch checkpoints that `--resume` restarts from).
 
     Browse the runs with ``mlflow ui --backend-store-uri sqlite:///$SUITE_HOME/mlflow.db``
-    (``ui_command()`` prints the exact line for the store in use).
+    (``ui_command()`` prints the exact line for the store in use, and the link to an experiment's
+    runs table).
 
 Tracking URIs
     ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI`` (MLflow's convention), else the embedded store
@@ -49,10 +50,15 @@ RAY_RESULTS_DIRNAME = "ray_results"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # MLflow's own variable: every MLflow tool reads it
 SOURCE_DEFAULT = "default"
 
-# MLflow 3's UI opens an experiment on the view its kind names; without this tag it guesses from
-# the runs' contents and may open the GenAI traces overview. The suite trains models.
+# The suite trains models, and says so in MLflow's own terms. The experiment tag is what MLflow 3's
+# UI read to open an experiment on its runs table rather than the GenAI traces overview. MLflow
+# 3.17's UI (checked on 3.17.2) ignores it: a browser-wide "GenAI / Model training" switch decides,
+# GenAI by default, and the page's query parameter below sets it; so every link the suite prints
+# carries it (`experiment_url`). tests/test_leaderboard_browser.py opens such a link in Chromium.
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
 EXPERIMENT_KIND_TRAINING = "custom_model_development"
+TRAINING_VIEW_QUERY = "workflowType=machine_learning"
+MLFLOW_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 
 # Engine-internal tags (not read by the leaderboard, hence not in suite.schema).
 TAG_RAY_RUN_NAME = "suite.ray_run_name"
@@ -182,13 +188,18 @@ def check_tracking_server(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
         raise TrackingError(f"MLflow tracking server {uri} answered /health with HTTP {status}")
 
 
-def ui_command(tracking_uri: str) -> str:
-    """The command a person runs to browse the runs of this store."""
-    if tracking_uri.startswith("sqlite:///"):
-        return f"mlflow ui --backend-store-uri {tracking_uri}"
+def experiment_url(tracking_uri: str, experiment_id: str) -> str:
+    """The runs table of an experiment in MLflow's UI (the training view, see TRAINING_VIEW_QUERY)."""
+    base = tracking_uri if urlparse(tracking_uri).scheme in HTTP_SCHEMES else MLFLOW_UI_URL
+    return f"{base}/#/experiments/{experiment_id}/runs?{TRAINING_VIEW_QUERY}"
+
+
+def ui_command(tracking_uri: str, experiment_id: str | None = None) -> str:
+    """What a person does to browse the runs of this store (and of `experiment_id`, if given)."""
     if urlparse(tracking_uri).scheme in HTTP_SCHEMES:
-        return f"open {tracking_uri} in a browser"
-    return f"mlflow ui --backend-store-uri {tracking_uri}"
+        return f"open {experiment_url(tracking_uri, experiment_id) if experiment_id else tracking_uri} in a browser"
+    page = f", then open {experiment_url(tracking_uri, experiment_id)}" if experiment_id else ""
+    return f"mlflow ui --backend-store-uri {tracking_uri}{page}"
 
 
 def client(tracking_uri: str):

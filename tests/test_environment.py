@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from cluster_fixtures import LocalRayCluster, base_env, short_tmp_dir
+from cluster_fixtures import LocalRayCluster, short_tmp_dir
 from suite import schema, tracking
 from suite.engine.config import resolve_settings
 from suite.engine.ray_session import resolve_ray_address
@@ -104,7 +104,8 @@ def test_runs_honour_the_environment_and_flags_beat_it(ray_head, tmp_path):
     # The environment alone: the run joins the Ray head of RAY_ADDRESS and logs to MLFLOW_TRACKING_URI.
     done = _suite_run(tiny, env | {"RAY_ADDRESS": head, "MLFLOW_TRACKING_URI": f"sqlite:///{env_store}"})
     _, (run,) = _runs(f"sqlite:///{env_store}")
-    assert run.data.tags[schema.TAG_RAY_ADDRESS] == head  # joined, not embedded
+    joined = run.data.tags[schema.TAG_RAY_ADDRESS]  # Ray reports the head by its node's outward IP
+    assert joined.endswith(f":{ray_head.gcs_port}") and "embedded" not in joined
     params = run.data.params
     assert (params["tracking_uri"], params["tracking_uri_source"]) == (f"sqlite:///{env_store}", "$MLFLOW_TRACKING_URI")
     assert (params["address"], params["address_source"]) == (head, "$RAY_ADDRESS")
@@ -115,6 +116,6 @@ def test_runs_honour_the_environment_and_flags_beat_it(ray_head, tmp_path):
     env |= {"RAY_ADDRESS": "127.0.0.1:1", "MLFLOW_TRACKING_URI": f"sqlite:///{env_store}"}
     _suite_run([*tiny, "--tracking-uri", f"sqlite:///{flag_store}", "--address", head], env)
     _, (run,) = _runs(f"sqlite:///{flag_store}")
-    assert run.data.tags[schema.TAG_RAY_ADDRESS] == head
+    assert run.data.tags[schema.TAG_RAY_ADDRESS] == joined
     assert (run.data.params["tracking_uri_source"], run.data.params["address_source"]) == ("--tracking-uri", "--address")
     assert len(_runs(f"sqlite:///{env_store}")[1]) == 1  # the first run only

@@ -1,6 +1,7 @@
 """The generated page and its MLflow run as a person sees them: headless Chromium, a real MLflow server.
 
-Needs Chromium: skips without it, fails without it in CI (see prerequisites.py).
+The suite's experiments open on their runs table (the link the suite prints). Needs Chromium:
+skips without it, fails without it in CI (see prerequisites.py).
 """
 
 from __future__ import annotations
@@ -186,3 +187,21 @@ def test_leaderboard_run_and_page_are_reachable_in_mlflow(published, mlflow_serv
     assert "<iframe" in artifacts_page  # MLflow shows the HTML artifact inline
     for entry in ("index.html", "boards", "tables"):
         assert entry in artifacts_page
+
+
+def _visible_text(dom: str) -> str:
+    dom = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+
+
+def test_suite_experiments_open_on_their_runs_table(published, mlflow_server, tmp_path):
+    """The link the suite prints opens MLflow's training view on the runs, not the GenAI overview."""
+    client = MlflowClient(tracking_uri=mlflow_server)
+    for name, a_run in ((schema.DEFAULT_EXPERIMENT, "spikformer-4-384-s0"), (schema.LEADERBOARD_EXPERIMENT, "leaderboard-cifar10")):
+        experiment = client.get_experiment_by_name(name)
+        assert experiment.tags[tracking.TAG_EXPERIMENT_KIND] == tracking.EXPERIMENT_KIND_TRAINING
+        url = tracking.experiment_url(mlflow_server, experiment.experiment_id)
+        assert tracking.ui_command(mlflow_server, experiment.experiment_id) == f"open {url} in a browser"
+        text = _visible_text(dump_dom(url, tmp_path / f"profile-{experiment.experiment_id}", budget_ms=30000))
+        assert "Run Name" in text and a_run in text and "matching run" in text, text[:3000]  # the runs table
+        assert "Detect Issues" not in text  # not the GenAI traces overview

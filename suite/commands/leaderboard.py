@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from suite.errors import UnknownNameError
     from suite.leaderboard import generate_leaderboards
     from suite.leaderboard.references import load_references
+    from suite.leaderboard.store import resolve_tracking_uri
     from suite.table import format_table
 
     if args.task is not None:
@@ -50,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
         if args.task not in known:
             # A task that is neither installed nor published may still have runs in the store.
             from suite.leaderboard.collect import collect_runs
-            from suite.leaderboard.store import resolve_tracking_uri
 
             if args.task not in collect_runs(resolve_tracking_uri(args.tracking_uri)).tasks:
                 raise UnknownNameError(
@@ -79,5 +79,9 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(rows, COLUMNS, formats={"best top-1 (%)": "{:.2f}".format}))
     print(f"\nwrote {len(result.board_files)} board files and {result.html_path}")
     if result.run_id:
-        print(f"logged to MLflow experiment 'leaderboards', run {result.run_id}")
+        from suite.tracking import client, ui_command
+
+        uri = resolve_tracking_uri(args.tracking_uri)
+        experiment_id = client(uri).get_run(result.run_id).info.experiment_id
+        print(f"logged to MLflow experiment 'leaderboards', run {result.run_id}; browse: {ui_command(uri, experiment_id)}")
     return 0

@@ -173,8 +173,9 @@ def _resume(run_id: str, overrides: dict) -> int:
 
 def print_summary(outcome) -> None:
     from suite import schema
-    from suite.tracking import ui_command
+    from suite.tracking import client, ui_command
 
+    experiment_id = client(outcome.tracking_uri).get_run(outcome.run_id).info.experiment_id
     m = outcome.metrics
     lines = [
         f"finished in {outcome.seconds:.1f} s: best top-1 {m.get(schema.M_BEST_TOP1, float('nan')):.2f}% "
@@ -183,7 +184,7 @@ def print_summary(outcome) -> None:
         f"mean firing rate {m.get(schema.M_FIRING_RATE, float('nan')):.4f}, {m.get(schema.M_PARAMS, float('nan')):.3f} M params, "
         f"{m.get(schema.M_SAMPLES_PER_S, float('nan')):.1f} train samples/s",
         f"MLflow run {outcome.run_id} (experiment {outcome.experiment!r}) in {outcome.tracking_uri}",
-        f"browse: {ui_command(outcome.tracking_uri)}",
+        f"browse: {ui_command(outcome.tracking_uri, experiment_id)}",
         f"checkpoints: {outcome.ray_run_dir}",
     ]
     print("\n".join(lines), flush=True)

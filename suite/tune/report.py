@@ -83,7 +83,7 @@ def format_trials(rows: list[dict[str, Any]], param_names: list[str]) -> str:
 def summary(outcome, param_names: list[str]) -> str:
     from suite.cli import program_name
     from suite.table import cell_text
-    from suite.tracking import ui_command
+    from suite.tracking import client, ui_command
 
     lines = [format_trials(outcome.trials, param_names), ""]
     if outcome.interrupted:
@@ -97,5 +97,7 @@ def summary(outcome, param_names: list[str]) -> str:
         lines.append(f"best trial {outcome.best_trial_id}: {best} (best top-1 {cell_text(top1)}%)")
         lines.append("train it with:")
         lines.append(f"  {outcome.best_command}")
-    lines.append(f"MLflow parent run {outcome.parent_run_id} in {outcome.tracking_uri}; browse: {ui_command(outcome.tracking_uri)}")
+    experiment_id = client(outcome.tracking_uri).get_run(outcome.parent_run_id).info.experiment_id
+    lines.append(f"MLflow parent run {outcome.parent_run_id} in {outcome.tracking_uri}; browse: "
+                 f"{ui_command(outcome.tracking_uri, experiment_id)}")
     return "\n".join(lines)

@@ -252,16 +252,15 @@ def _epoch_logged(home: Path) -> bool:
     return bool(runs) and bool(_steps(client, runs[0].info.run_id, schema.M_EPOCH))
 
 
-def test_driver_killed_with_sigkill_is_resumed_into_the_same_run(tmp_path):
-    home = tmp_path / "home"
-    args = ["--task", "cifar10", *TINY, "--epochs", "3", "--synthetic-size", "32", "--workers", "1"]
+def kill_after_first_checkpoint(args: list[str], env: dict[str, str], home: Path, checkpoint_written) -> tuple:
+    """Start `suite run ARGS` and SIGKILL its driver (and Ray's processes of its session) once its first
+    checkpoint is committed; returns (MLflow client, run id, the epochs it logged)."""
     driver = subprocess.Popen(
-        [sys.executable, "-m", "suite", "run", *args], env=dict(os.environ, SUITE_HOME=str(home)),
+        [sys.executable, "-m", "suite", "run", *args], env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     try:
-        _wait_for(lambda: glob.glob(str(home / "ray_results" / "*" / "checkpoint_*" / STATE_FILE)), 600,
-                  "the first checkpoint", driver)
+        _wait_for(checkpoint_written, 600, "the first checkpoint", driver)
         # The files land before Ray registers the checkpoint; rank 0 logs an epoch to MLflow only
         # once its checkpoint is registered, so that is the moment a resume must start from it.
         _wait_for(lambda: _epoch_logged(home), 600, "the first epoch's metrics", driver)
@@ -273,12 +272,20 @@ def test_driver_killed_with_sigkill_is_resumed_into_the_same_run(tmp_path):
             os.killpg(driver.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    uri = tracking.sqlite_uri(home / "mlflow.db")
-    client, runs = _runs(uri)
+    client, runs = _runs(tracking.sqlite_uri(home / "mlflow.db"))
     # RUNNING, or FAILED when rank 0 saw its worker group torn down: either way not FINISHED.
     assert len(runs) == 1 and runs[0].info.status in ("RUNNING", "FAILED"), "the driver should have died mid-run"
-    run_id = runs[0].info.run_id
-    done_before = _steps(client, run_id, schema.M_EPOCH)
+    return client, runs[0].info.run_id, _steps(client, runs[0].info.run_id, schema.M_EPOCH)
+
+
+def test_driver_killed_with_sigkill_is_resumed_into_the_same_run(tmp_path):
+    home = tmp_path / "home"
+    args = ["--task", "cifar10", *TINY, "--epochs", "3", "--synthetic-size", "32", "--workers", "1"]
+    _, run_id, done_before = kill_after_first_checkpoint(
+        args, dict(os.environ, SUITE_HOME=str(home)), home,
+        lambda: glob.glob(str(home / "ray_results" / "*" / "checkpoint_*" / STATE_FILE)),
+    )
+    uri = tracking.sqlite_uri(home / "mlflow.db")
 
     resumed = _cli(["--resume", run_id], home, timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

@@ -8,8 +8,6 @@ after its first checkpoint and `--resume RUN_ID` continues it from the checkpoin
 from __future__ import annotations
 
 import glob
-import os
-import signal
 import subprocess
 import sys
 
@@ -21,7 +19,7 @@ from suite.engine.checkpoint import STATE_FILE
 from suite.engine.run_logger import TAG_RESUMED_FROM_EPOCH
 from suite.engine.storage import check_storage, exists, join, resolve_storage_path
 from suite.errors import SuiteError, UsageError
-from test_run_cli import TINY, _epoch_logged, _runs, _steps, _wait_for
+from test_run_cli import TINY, _runs, _steps, kill_after_first_checkpoint
 
 BUCKET = "suite-checkpoints"
 
@@ -101,26 +99,11 @@ def test_two_worker_run_on_s3_killed_after_its_first_checkpoint_resumes_from_the
     storage = f"s3://{BUCKET}/runs"
     args = ["--task", "cifar10", *TINY, "--epochs", "3", "--synthetic-size", "32", "--workers", "2",
             "--storage-path", storage]  # fmt: skip
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "suite", "run", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
+    client, run_id, done_before = kill_after_first_checkpoint(
+        args, env, home, lambda: any(k.endswith(STATE_FILE) for k in _keys(s3, "runs/"))
     )
-    try:
-        _wait_for(lambda: any(k.endswith(STATE_FILE) for k in _keys(s3, "runs/")), 600, "the first checkpoint", driver)
-        _wait_for(lambda: _epoch_logged(home), 600, "the first epoch's metrics", driver)  # its checkpoint is committed
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=30)
-    finally:
-        try:
-            os.killpg(driver.pid, signal.SIGKILL)  # Ray's processes of the killed driver too
-        except ProcessLookupError:
-            pass
+    assert client.get_run(run_id).data.tags[tracking.TAG_RAY_STORAGE] == storage  # what --resume reads
     uri = tracking.sqlite_uri(home / "mlflow.db")
-    client, runs = _runs(uri)
-    assert len(runs) == 1 and runs[0].info.status in ("RUNNING", "FAILED"), "the driver should have died mid-run"
-    run_id = runs[0].info.run_id
-    assert runs[0].data.tags[tracking.TAG_RAY_STORAGE] == storage  # what --resume reads
-    done_before = _steps(client, run_id, schema.M_EPOCH)
 
     resumed = _suite(["--resume", run_id], env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

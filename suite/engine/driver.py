@@ -203,8 +203,8 @@ def announce(settings: RunSettings) -> None:
 
 def start_run(settings: RunSettings) -> RunOutcome:
     """A fresh `suite run`: preflight, Ray, a new MLflow run, training. Returns the outcome."""
+    preflight(settings)  # bad input fails first, with one error line
     announce(settings)
-    preflight(settings)
     log.info(
         "global batch %d: %d per worker x %d worker(s)",
         settings.per_worker_batch_size * settings.workers, settings.per_worker_batch_size, settings.workers,

@@ -33,6 +33,7 @@ examples:
 RUN_FLAGS = (
     "--protocol", "--model", "--time-steps", "--batch-size", "--workers", "--cpus-per-worker", "--gpus-per-worker",
     "--loader-workers", "--amp", "--seed", "--synthetic-size", "--experiment", "--tracking-uri", "--address",
+    "--storage-path",
 )
 
 
@@ -90,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
 
 def print_summary(outcome) -> None:
     from suite import schema
-    from suite.tracking import ui_command
+    from suite.tracking import client, ui_command
 
+    experiment_id = client(outcome.tracking_uri).get_run(outcome.run_id).info.experiment_id
     m = outcome.metrics
     nan = float("nan")
     lines = [
@@ -109,6 +111,6 @@ def print_summary(outcome) -> None:
         )
     lines += [
         f"MLflow run {outcome.run_id} (experiment {outcome.experiment!r}) in {outcome.tracking_uri}",
-        f"browse: {ui_command(outcome.tracking_uri)}",
+        f"browse: {ui_command(outcome.tracking_uri, experiment_id)}",
     ]
     print("\n".join(lines), flush=True)

@@ -41,7 +41,8 @@ INHERITED_SETTINGS = (
 # The settings an evaluation depends on or runs with: its MLflow params (training ones would mislead).
 EVAL_PARAMS = (
     "task", "protocol", "model", "data", "time_steps", "batch_size", "amp", "seed", "synthetic_size", "workers",
-    "gpus_per_worker", "cpus_per_worker", "loader_workers", "experiment",
+    "gpus_per_worker", "cpus_per_worker", "loader_workers", "experiment", "tracking_uri", "tracking_uri_source",
+    "address", "address_source",
 )
 
 
@@ -180,11 +181,12 @@ def eval_params(plan: EvalPlan) -> dict[str, Any]:
 
 def start_eval(plan: EvalPlan) -> EvalOutcome:
     """Ray, a new MLflow run (kind eval), one evaluation pass; returns the outcome."""
-    from suite.engine.driver import _stoppable, _with_cpus, preflight
+    from suite.engine.driver import _stoppable, _with_cpus, announce, preflight
     from suite.engine.ray_session import start_ray
 
     settings = plan.settings
     preflight(settings)
+    announce(settings)
     session = start_ray(settings.address)
     with _stoppable(session, settings.tracking_uri) as run:
         # keep: the run's own CPUs per worker (same threads, same arithmetic) when they fit here
@@ -208,7 +210,7 @@ def _evaluate_on_ray(plan: EvalPlan, run_id: str, embedded: bool) -> EvalOutcome
 
     settings = plan.settings
     trainer = build_trainer(
-        settings, ray_run_name=f"suite-eval-{run_id}", storage_path=tracking.ray_storage_dir(), mlflow_run_id=run_id,
+        settings, ray_run_name=f"suite-eval-{run_id}", storage_path=settings.storage_path, mlflow_run_id=run_id,
         progress_bars=sys.stdout.isatty(), embedded=embedded, loop_per_worker=eval_loop_per_worker,
         loop_extras={"state_dict": ray.put(plan.state_dict), "neurobench": plan.neurobench},
     )

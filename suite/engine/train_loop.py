@@ -34,7 +34,6 @@ from suite.engine.epoch import train_one_epoch
 from suite.engine.evaluate import all_reduce_sum, evaluate
 from suite.engine.hooks import crash_plan_from_env
 from suite.engine.mixing import BatchMixer
-from suite.engine.ray_private_api import quiet_train_report_log
 from suite.engine.run_logger import RunLogger, epoch_metrics
 from suite.engine.schedule import build_scheduler
 from suite.engine.worker import lif_backend_line, start_worker
@@ -44,7 +43,6 @@ log = logging.getLogger(__name__)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    quiet_train_report_log()
     settings, rank, world_size, device, logger = start_worker(config)
     try:
         _train(settings, config, rank, world_size, device, logger)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from suite.engine.config import RunSettings
+from suite.engine.ray_private_api import quiet_train_report_log
 from suite.engine.run_logger import RunLogger
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ def start_worker(config: dict[str, Any]) -> tuple[RunSettings, int, int, torch.d
     import ray.train
     import ray.train.torch
 
+    quiet_train_report_log()
     settings = RunSettings.from_dict(config["settings"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()

@@ -9,7 +9,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 # MLflow's and Ray's own variables would redirect the suite's runs (it honours both, as their tools
 # do); tests that want them set them themselves.
-for _name in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
+CONNECTION_ENV = ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
+for _name in CONNECTION_ENV:
     os.environ.pop(_name, None)
 
 import prerequisites  # noqa: E402  (found through the path entry above)
@@ -36,3 +37,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _no_connection_env(monkeypatch):
+    """Unset before every test: `mlflow.set_tracking_uri` (which tests call) sets MLFLOW_TRACKING_URI."""
+    for name in CONNECTION_ENV:
+        monkeypatch.delenv(name, raising=False)

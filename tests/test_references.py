@@ -57,3 +57,19 @@ def test_task_yaml_and_registry_state_no_numbers_of_their_own(tmp_path):
         TaskConfig.from_dict(raw)
     assert model_references("spikformer-4-384") == "cifar10 95.19, cifar100 77.86"
     assert model_references("spikformer-2-256") == "dvs128-gesture 98.3 (T=16), 96.9 (T=10), cifar10-dvs 80.9 (T=16), 78.9 (T=10)"
+
+
+def test_readme_model_table_quotes_the_references_file():
+    """README's paper top-1 column states no number of its own: each is a row of references.csv."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    header = "| variant | stem, input | params (paper's classes) | paper top-1 (leaderboards/references.csv) |"
+    rows = readme.split(header)[1].split("\n\n")[0].strip().splitlines()[1:]
+    assert len(rows) == 9
+    for row in rows:
+        model, *_, top1 = [cell.strip() for cell in row.strip("|").split("|")]
+        published = set(REFS.loc[REFS["model"] == model, "top1"])
+        quoted = {float(v) for v in re.findall(r"\d+\.\d+", top1)}
+        assert quoted and quoted <= published, (model, quoted, published)

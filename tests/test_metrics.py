@@ -203,6 +203,17 @@ def test_summary_over_two_batches_equals_the_combined_batch(model):
     assert split["firing_rates"] == pytest.approx(whole["firing_rates"], rel=1e-6)
 
 
+def test_a_float64_model_is_counted_like_its_float32_copy(model):
+    # The exactness tests run models in float64; the monitor must count them, and the same spikes.
+    x = torch.randn(4, 3, 32, 32)
+    single = record(model, x).summary()
+    double = record(copy.deepcopy(model).double(), x.double()).summary()
+    assert double["samples"] == single["samples"] == 4
+    assert double["sops_per_sample"] > 0
+    for key in ("sops_per_sample", "flops_per_sample", "mean_firing_rate"):
+        assert double[key] == pytest.approx(single[key], rel=1e-3), key
+
+
 def test_counts_tensor_sums_like_an_all_reduce_and_load_counts_restores_the_summary(model):
     a, b = torch.randn(2, 3, 32, 32), torch.randn(3, 3, 32, 32)
     worker = SNNMonitor(model)

@@ -57,13 +57,16 @@ def is_binary(x: torch.Tensor) -> torch.Tensor:
 
 
 def _sum_dtype(x: torch.Tensor) -> torch.dtype:
-    # fp32 per call: a float64 reduction would first copy the whole activation; fp16/bf16 would
-    # lose integers above 2048/256. Sums over calls accumulate in float64.
-    return torch.float32 if x.is_floating_point() else FLOAT64
+    # fp32 per call for fp32/fp16/bf16: a float64 reduction would first copy the whole activation;
+    # fp16/bf16 would lose integers above 2048/256. A float64 model (the exactness tests) keeps
+    # float64, which vector_norm requires. Sums over calls accumulate in float64.
+    if x.dtype == FLOAT64 or not x.is_floating_point():
+        return FLOAT64
+    return torch.float32
 
 
 def abs_sum(x: torch.Tensor, dim=None, keepdim: bool = False) -> torch.Tensor:
-    """sum(|x|) in one pass (fp32 for floating inputs), as float64 when reducing everything."""
+    """sum(|x|) in one pass (see `_sum_dtype`), as float64 when reducing everything."""
     if not x.is_floating_point():  # vector_norm takes floating inputs only
         x = x.to(FLOAT64)
     reduced = torch.linalg.vector_norm(x, 1, dim=dim, keepdim=keepdim, dtype=_sum_dtype(x))

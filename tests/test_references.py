@@ -15,6 +15,21 @@ from suite.task_registry import get_task, list_tasks
 REFS = load_references()
 
 
+# How the paper's printed parameter counts relate to the suite's exact ones (the suite's model has
+# the official code's parameters, tests/test_models.py):
+# - CIFAR (Table 3) prints one count per model for CIFAR-10 and CIFAR-100: the CIFAR-10 model's
+#   count truncated to 0.01M (4,155,178 -> 4.15; a CIFAR-100 head adds 23-35k parameters);
+# - ImageNet (Table 2): the exact count rounded to 0.01M;
+# - DVS (Table 4 and the text: "a 2.59M model"): the official DVS model counts 2,566,923 (Gesture,
+#   11 classes) or 2,566,666 (CIFAR10-DVS); the paper's 2.59M is 0.02-0.03M more, origin unknown.
+PRINTED_COUNT = {
+    "cifar10": lambda exact, cifar10: math.floor(cifar10 / 1e4) / 100,
+    "cifar100": lambda exact, cifar10: math.floor(cifar10 / 1e4) / 100,
+    "imagenet": lambda exact, cifar10: round(exact / 1e6, 2),
+}
+DVS_PRINTED_EXCESS_M = (0.02, 0.03)
+
+
 @pytest.mark.parametrize("task_name", list_tasks())
 def test_reference_rows_match_the_models(task_name):
     task = get_task(task_name)
@@ -22,10 +37,14 @@ def test_reference_rows_match_the_models(task_name):
         assert task.resolve_protocol(ref.protocol) in task.protocols
         if math.isnan(ref.params_m) or not ref.model.startswith("spikformer-"):
             continue
-        kwargs = task.model_kwargs(int(ref.time_steps))
         with torch.device("meta"):
-            model = create_model(ref.model, **kwargs)
-        assert abs(count_parameters(model) / 1e6 - ref.params_m) <= 0.0051, (task_name, ref)
+            exact = count_parameters(create_model(ref.model, **task.model_kwargs(int(ref.time_steps))))
+            cifar10 = count_parameters(create_model(ref.model, **get_task("cifar10").model_kwargs(4)))
+        if task_name in PRINTED_COUNT:
+            assert ref.params_m == PRINTED_COUNT[task_name](exact, cifar10), (task_name, ref, exact)
+        else:
+            low, high = DVS_PRINTED_EXCESS_M
+            assert low <= ref.params_m - exact / 1e6 <= high, (task_name, ref, exact)
 
 
 def test_every_row_names_its_paper_and_table_or_is_marked_secondary():

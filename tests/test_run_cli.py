@@ -150,6 +150,8 @@ def test_two_worker_run_survives_a_worker_crash_as_one_mlflow_run(ray_session, t
     run_id = run.info.run_id
     assert run.info.status == "FINISHED"
     assert f"MLflow run {run_id}" in out and f"mlflow ui --backend-store-uri {tracking.default_tracking_uri()}" in out
+    # the link that opens MLflow's training view on this experiment's runs (README, test_leaderboard_browser)
+    assert f"then open {tracking.experiment_url(tracking.default_tracking_uri(), run.info.experiment_id)}" in out
     assert "resolved config:" in out and "best top-1" in out
 
     # The crash happened (marker), the group restarted from the epoch-0 checkpoint, every epoch logged once.

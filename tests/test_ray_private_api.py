@@ -43,8 +43,11 @@ def test_every_private_name_used_exists_in_the_installed_ray():
     for method in ("_register_sigint_handler", "_create_default_callbacks"):
         assert callable(getattr(TorchTrainer, method)), method
     assert PlacementGroupCleanerCallback in {type(cb) for cb in _default_callbacks(TorchTrainer)}
-    importlib.import_module(private.TRAIN_CONTEXT_LOGGER)  # the logger is named after this module
-    assert logging.getLogger(private.TRAIN_CONTEXT_LOGGER).name == private.TRAIN_CONTEXT_LOGGER
+    context_logger = importlib.import_module(private.TRAIN_CONTEXT_MODULE).logger
+    context_logger.setLevel(logging.INFO)  # as in a worker whose root logger is at INFO
+    private.quiet_train_report_log()
+    assert not context_logger.isEnabledFor(logging.INFO)  # the per-report line is not emitted
+    assert context_logger.isEnabledFor(logging.WARNING)
     assert hasattr(importlib.import_module(private.RAY_CONSTANTS_MODULE), "ENABLE_RAY_CLUSTER")
 
     embedded = private.torch_trainer_class(embedded=True)

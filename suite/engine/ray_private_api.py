@@ -26,7 +26,7 @@ from suite.errors import SuiteError
 log = logging.getLogger(__name__)
 
 TESTED_RAY = ((2, 60), (2, 61))  # [lowest, highest) major.minor: the Ray the suite's tests ran on
-TRAIN_CONTEXT_LOGGER = "ray.train.v2._internal.execution.context"
+TRAIN_CONTEXT_MODULE = "ray.train.v2._internal.execution.context"  # its `logger` reports every result
 RAY_CONSTANTS_MODULE = "ray._private.ray_constants"
 
 
@@ -90,10 +90,13 @@ def torch_trainer_class(embedded: bool):
 
 
 def quiet_train_report_log() -> None:
-    """Ray Train logs every report's whole metrics dict at INFO on a logger named after its file,
-    which RunConfig's LoggingConfig does not reach; the suite's epoch line says it once, readably."""
+    """Ray Train logs every report's whole metrics dict at INFO on a logger named after its file's
+    path (not its module), which RunConfig's LoggingConfig does not reach; the suite's epoch line
+    says it once, readably. The module's own `logger` object is the one to quiet."""
     _checked()
-    logging.getLogger(TRAIN_CONTEXT_LOGGER).setLevel(logging.WARNING)
+    import importlib
+
+    importlib.import_module(TRAIN_CONTEXT_MODULE).logger.setLevel(logging.WARNING)
 
 
 def bind_loopback_if_imported() -> None:

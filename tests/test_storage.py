@@ -111,7 +111,9 @@ def test_two_worker_run_on_s3_killed_after_its_first_checkpoint_resumes_from_the
     assert [r.info.run_id for r in runs] == [run_id] and runs[0].info.status == "FINISHED"
     assert _steps(client, run_id, schema.M_EPOCH) == [0, 1, 2]
     resumed_from = int(runs[0].data.tags[TAG_RESUMED_FROM_EPOCH])
-    assert resumed_from >= 0 and set(range(resumed_from + 1)) <= set(done_before)  # from a checkpoint in the bucket
+    # From a checkpoint in the bucket; the kill can fall between a checkpoint's commit and its epoch's
+    # logging, and then the resume logs that epoch from the checkpoint (RunLogger.backfill).
+    assert resumed_from >= 0 and set(range(resumed_from)) <= set(done_before)
     checkpoints = {k.split("/")[2] for k in _keys(s3, f"runs/suite-{run_id}/") if k.endswith(STATE_FILE)}
     assert checkpoints and all(name.startswith("checkpoint_") for name in checkpoints)
     assert not (home / "ray_results").exists()  # nothing on the local disk: all in the bucket

@@ -6,7 +6,7 @@ tags record the Ray address). Each fresh run gets a Ray run name containing its 
 it can never silently resume an older run; `--resume RUN_ID` reuses the stored name and storage
 folder, and Ray Train then restores the latest committed checkpoint.
 
-Ctrl-C and SIGTERM (`kill`, `suite jobs stop`) take one path (`_stoppable`, `stop_signals.py`):
+Ctrl-C and SIGTERM (`kill`, `suite jobs stop`) take one path (`stoppable_run`, `stop_signals.py`):
 the MLflow run ends KILLED, Ray Train is aborted and Ray shut down, the registered checkpoints
 stay for `--resume`, and the CLI exits 128 + the signal number.
 
@@ -212,8 +212,8 @@ def start_run(settings: RunSettings) -> RunOutcome:
     if settings.recipe_deviations:  # also an MLflow param of the run
         log.warning("this run differs from the %s recipe: %s", settings.task, settings.recipe_deviations)
     session = start_ray(settings.address)
-    with _stoppable(session, settings.tracking_uri) as run:
-        settings = _with_cpus(settings, session)
+    with stoppable_run(session, settings.tracking_uri) as run:
+        settings = with_cpus(settings, session)
         tags = run_tags(settings, session)
         run_name = f"{settings.task}-{settings.model}-T{settings.time_steps}-s{settings.seed}"
         run.id = tracking.create_run(settings.tracking_uri, settings.experiment, run_name=run_name, tags=tags,
@@ -257,8 +257,8 @@ def resume_run(run_id: str, store: Resolved, ray_address: Resolved) -> RunOutcom
     )
     announce(settings)
     session = start_ray(settings.address)
-    with _stoppable(session, tracking_uri) as stoppable:
-        settings = _with_cpus(settings, session, keep=True)
+    with stoppable_run(session, tracking_uri) as stoppable:
+        settings = with_cpus(settings, session, keep=True)
         stoppable.id = run_id
         tracking.reopen_run(tracking_uri, run_id)
         tracking.client(tracking_uri).set_tag(run_id, schema.TAG_RAY_ADDRESS, run_tags(settings, session)[schema.TAG_RAY_ADDRESS])
@@ -272,7 +272,7 @@ class _RunRef:
 
 
 @contextmanager
-def _stoppable(session: RaySession, tracking_uri: str) -> Iterator[_RunRef]:
+def stoppable_run(session: RaySession, tracking_uri: str) -> Iterator[_RunRef]:
     """The driver's body: Ctrl-C and SIGTERM end its run KILLED; Ray is closed on every way out.
 
     Signals become `RunInterrupted` only from here on, after `start_ray`: `ray.init` installs a
@@ -321,7 +321,7 @@ def _stored_settings(tracking_uri: str, run_id: str) -> RunSettings:
         raise UsageError(f"--resume {run_id}: cannot read its {CONFIG_ARTIFACT} artifact: {err}") from err
 
 
-def _with_cpus(settings: RunSettings, session: RaySession, keep: bool = False) -> RunSettings:
+def with_cpus(settings: RunSettings, session: RaySession, keep: bool = False) -> RunSettings:
     cpus = settings.cpus_per_worker
     if cpus == 0 or (keep and session.embedded and cpus * settings.workers > _ray_cpus()):
         cpus = auto_cpus_per_worker(settings.workers, session.embedded)

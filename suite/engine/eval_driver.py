@@ -181,16 +181,16 @@ def eval_params(plan: EvalPlan) -> dict[str, Any]:
 
 def start_eval(plan: EvalPlan) -> EvalOutcome:
     """Ray, a new MLflow run (kind eval), one evaluation pass; returns the outcome."""
-    from suite.engine.driver import _stoppable, _with_cpus, announce, preflight
+    from suite.engine.driver import announce, preflight, stoppable_run, with_cpus
     from suite.engine.ray_session import start_ray
 
     settings = plan.settings
     preflight(settings)
     announce(settings)
     session = start_ray(settings.address)
-    with _stoppable(session, settings.tracking_uri) as run:
+    with stoppable_run(session, settings.tracking_uri) as run:
         # keep: the run's own CPUs per worker (same threads, same arithmetic) when they fit here
-        plan.settings = settings = _with_cpus(settings, session, keep=True)
+        plan.settings = settings = with_cpus(settings, session, keep=True)
         name = f"eval-{settings.task}-{settings.model}-T{settings.time_steps}-{plan.checkpoint.sha256[:8]}"
         run.id = tracking.create_run(
             settings.tracking_uri, settings.experiment, run_name=name, tags=eval_tags(plan, session), params=eval_params(plan)

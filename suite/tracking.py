@@ -330,7 +330,7 @@ def data_fingerprint(folder: str | os.PathLike, max_entries: int = 10_000) -> st
 def git_commit() -> str:
     """The suite checkout's commit (with "-dirty" if it has local changes), or "unknown" (an
     installed copy, whose version the run records anyway)."""
-    from suite.cluster import find_project_root
+    from suite.ray_jobs_client import find_project_root
 
     repo = find_project_root()
     if repo is None:

@@ -1,11 +1,8 @@
-"""Shared test setup: tests import helper modules from this folder (e.g. official_reference), and
-tests marked with `prerequisites.require(...)` skip, or fail in CI, when what they need is missing."""
+"""Shared test setup: tests marked with `prerequisites.require(...)` skip, or fail in CI, when what
+they need is missing. Helper modules live in the `tests.helpers` package."""
 
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 # MLflow's and Ray's own variables would redirect the suite's runs (it honours both, as their tools
 # do); tests that want them set them themselves.
@@ -13,7 +10,7 @@ CONNECTION_ENV = ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"
 for _name in CONNECTION_ENV:
     os.environ.pop(_name, None)
 
-import prerequisites  # noqa: E402  (found through the path entry above)
+from tests.helpers import prerequisites  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 

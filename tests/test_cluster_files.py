@@ -14,7 +14,7 @@ import ray
 import yaml
 
 import suite
-from suite import cluster
+from suite import ray_jobs_client
 from suite.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def dockerfile_stages() -> list[tuple[str, str]]:
 
 
 def test_dockerfile_builds_on_the_same_ray_and_installs_the_suite_from_its_wheel():
-    from test_wheel import BUILD_WHEEL
+    from tests.test_wheel import BUILD_WHEEL
 
     (builder, build), (base, image) = dockerfile_stages()
     # stage 1 builds the wheel the way tests/test_wheel.py builds the one it installs and runs
@@ -114,7 +114,7 @@ def test_rayjob_entrypoint_is_a_valid_suite_run_that_fits_the_cluster_and_logs_t
     args = build_parser().parse_args(argv[3:])  # the suite's own parser accepts it
     assert args.command == "run" and args.address == "auto"
     assert args.tracking_uri == mlflow_service_url()
-    assert cluster.check_cluster_tracking_uri(args.tracking_uri, "http://127.0.0.1:8265")
+    assert ray_jobs_client.check_cluster_tracking_uri(args.tracking_uri, "http://127.0.0.1:8265")
     (group,) = spec["rayClusterSpec"]["workerGroupSpecs"]
     (worker,) = group["template"]["spec"]["containers"]
     gpus = group["maxReplicas"] * int(worker["resources"]["limits"]["nvidia.com/gpu"])

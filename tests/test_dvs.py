@@ -10,7 +10,14 @@ import sys
 import numpy as np
 import pytest
 import torch
-from dvs_fixtures import (
+
+from suite.errors import CorruptDataError, DataNotFoundError, MissingExtraError
+from suite.task_registry import get_task
+from tasks.aedat import read_aedat4_events, read_aedat31_polarity, read_cifar10_dvs_aedat, sniff_version
+from tasks.dvs_gesture import read_gesture_labels
+from tasks.event_augment import apply_op, augment_event_frames
+from tasks.events import check_sensor_range, events_to_frames, make_events
+from tests.helpers.dvs_files import (
     CIFAR10_DVS_CLASSES,
     REAL_DVS,
     make_cifar10_dvs_release,
@@ -20,14 +27,7 @@ from dvs_fixtures import (
     write_aedat31,
     write_aerdat2,
 )
-from real_samples import needs_real_samples
-
-from suite.errors import CorruptDataError, DataNotFoundError, MissingExtraError
-from suite.task_registry import get_task
-from tasks.aedat import read_aedat4_events, read_aedat31_polarity, read_cifar10_dvs_aedat, sniff_version
-from tasks.dvs_gesture import read_gesture_labels
-from tasks.event_augment import apply_op, augment_event_frames
-from tasks.events import check_sensor_range, events_to_frames, make_events
+from tests.helpers.real_samples import needs_real_samples
 
 needs_real_dvs = needs_real_samples("dvs")
 

@@ -11,12 +11,12 @@ import sys
 
 import pytest
 
-from cluster_fixtures import LocalRayCluster, short_tmp_dir
 from suite import schema, tracking
 from suite.engine.config import resolve_settings
 from suite.engine.ray_session import resolve_ray_address
 from suite.errors import UsageError
-from test_run_cli import TINY, _runs
+from tests.helpers.cli_runs import TINY, mlflow_runs
+from tests.helpers.cluster import LocalRayCluster, short_tmp_dir
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_runs_honour_the_environment_and_flags_beat_it(ray_head, tmp_path):
 
     # The environment alone: the run joins the Ray head of RAY_ADDRESS and logs to MLFLOW_TRACKING_URI.
     done = _suite_run(tiny, env | {"RAY_ADDRESS": head, "MLFLOW_TRACKING_URI": f"sqlite:///{env_store}"})
-    _, (run,) = _runs(f"sqlite:///{env_store}")
+    _, (run,) = mlflow_runs(f"sqlite:///{env_store}")
     joined = run.data.tags[schema.TAG_RAY_ADDRESS]  # Ray reports the head by its node's outward IP
     assert joined.endswith(f":{ray_head.gcs_port}") and "embedded" not in joined
     params = run.data.params
@@ -115,7 +115,7 @@ def test_runs_honour_the_environment_and_flags_beat_it(ray_head, tmp_path):
     # Flags beat both variables: an unreachable RAY_ADDRESS and another store are never used.
     env |= {"RAY_ADDRESS": "127.0.0.1:1", "MLFLOW_TRACKING_URI": f"sqlite:///{env_store}"}
     _suite_run([*tiny, "--tracking-uri", f"sqlite:///{flag_store}", "--address", head], env)
-    _, (run,) = _runs(f"sqlite:///{flag_store}")
+    _, (run,) = mlflow_runs(f"sqlite:///{flag_store}")
     assert run.data.tags[schema.TAG_RAY_ADDRESS] == joined
     assert (run.data.params["tracking_uri_source"], run.data.params["address_source"]) == ("--tracking-uri", "--address")
-    assert len(_runs(f"sqlite:///{env_store}")[1]) == 1  # the first run only
+    assert len(mlflow_runs(f"sqlite:///{env_store}")[1]) == 1  # the first run only

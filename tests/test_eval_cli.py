@@ -20,7 +20,7 @@ from suite.engine.evaluate import evaluate
 from suite.models import create_model, load_official_state_dict
 from suite.models.checkpoints import file_sha256
 from suite.task_registry import get_task
-from test_eval_checkpoint import write_official_checkpoint
+from tests.helpers.official_checkpoint import write_official_checkpoint
 
 TINY_RUN = [
     "--task", "cifar10", "--model", "spikformer-1-32", "--data", "synthetic", "--time-steps", "2", "--batch-size", "8",

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import sklearn.datasets
 import torch
-from cifar_files import write_cifar
 from PIL import Image
 
 from suite.errors import CorruptDataError, DataNotFoundError
 from suite.task_registry import get_task
 from tasks.cifar import _Cifar10Files
 from tasks.transforms import build_image_transform
+from tests.helpers.cifar_files import write_cifar
 
 CIFAR10_MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(3, 1, 1)
 CIFAR10_STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(3, 1, 1)

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from prerequisites import require
 
 from suite import schema, tracking
 from suite.leaderboard import generate_leaderboards
+from tests.helpers.prerequisites import require
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = require("Chromium (chromium or chromium-browser on PATH)", CHROMIUM is not None,

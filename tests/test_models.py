@@ -9,11 +9,11 @@ import pytest
 import torch
 from spikingjelly.activation_based import neuron, surrogate
 
-from official_reference import official_forward, official_state_dict, recording_firing_rates
 from suite.errors import UnknownNameError, UsageError
 from suite.models import count_parameters, create_model, list_models, load_official_state_dict
 from suite.models.lif_fused import KERNELS
 from suite.models.neuron import BACKENDS, LIF
+from tests.helpers.official_reference import official_forward, official_state_dict, recording_firing_rates
 
 PAPER_PARAMS = [  # (variant, stem, classes, parameters of the official code's used parameters)
     ("spikformer-4-384", "cifar", 10, 9_324_730),

@@ -10,15 +10,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from ntu_fixtures import (
-    BODY_ID_BASE,
-    NTU_SAMPLES,
-    format_skeleton,
-    random_joints,
-    write_sample,
-)
 
-from real_samples import needs_real_samples
 
 from suite.errors import CorruptDataError, DataNotFoundError, UnknownNameError
 from suite.task_registry import get_task
@@ -35,6 +27,14 @@ from tasks.ntu_splits import (
     split_names,
 )
 from tasks.ntu_tokenize import NOT_AN_INT, tokenize
+from tests.helpers.ntu_files import (
+    BODY_ID_BASE,
+    NTU_SAMPLES,
+    format_skeleton,
+    random_joints,
+    write_sample,
+)
+from tests.helpers.real_samples import needs_real_samples
 
 needs_samples = needs_real_samples("ntu")
 

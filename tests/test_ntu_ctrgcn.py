@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from ntu_fixtures import BODY_ID_BASE, NTU_SAMPLES, format_skeleton
-from real_samples import needs_real_samples
 
 from suite.engine.config import resolve_settings
 from suite.errors import CorruptDataError, UnknownNameError, UsageError
@@ -31,6 +29,8 @@ from tasks.ntu_ctrgcn import (
 )
 from tasks.ntu_preprocess import SPINE_MID
 from tasks.ntu_skeleton import parse_skeleton_bytes, read_skeleton
+from tests.helpers.ntu_files import BODY_ID_BASE, NTU_SAMPLES, format_skeleton
+from tests.helpers.real_samples import needs_real_samples
 
 needs_samples = needs_real_samples("ntu")
 TWO_ACTORS = "S001C003P008R002A058"  # 70 frames, both bodies in every frame

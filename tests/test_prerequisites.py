@@ -10,7 +10,7 @@ pytest_plugins = ["pytester"]
 
 # The inner tests skip; these do not (so the README's list of tests that can skip leaves this file out).
 TESTS = """
-from prerequisites import require as needs
+from tests.helpers.prerequisites import require as needs
 
 @needs("a unicorn", False, "ask the zoo for one")
 def test_needs_a_unicorn():

@@ -28,13 +28,10 @@ from suite import schema, tracking
 from suite.cli import main
 from suite.engine.checkpoint import STATE_FILE
 from suite.engine.config import FIELD_NAMES
-from suite.engine.hooks import CRASH_ENV, DEFAULT_MARKER
+from suite.engine.crash_injection import CRASH_ENV, DEFAULT_MARKER
 from suite.engine.run_logger import LAYER_FIRING_RATE_PREFIX, TAG_RESUMED_FROM_EPOCH
+from tests.helpers.cli_runs import TINY, kill_after_first_checkpoint, metric_steps, mlflow_runs
 
-TINY = [
-    "--model", "spikformer-1-32", "--data", "synthetic", "--time-steps", "2", "--batch-size", "8", "--warmup-epochs", "1",
-    "--amp", "off",
-]
 EPOCH_METRICS = [
     schema.M_EPOCH, schema.M_LOSS, schema.M_TOP1, schema.M_TOP5, schema.M_BEST_TOP1, schema.M_EVAL_LOSS, schema.M_LR,
     schema.M_SAMPLES_PER_S, schema.M_SOPS, schema.M_ENERGY, schema.M_FIRING_RATE, schema.M_PARAMS, schema.M_PEAK_MEMORY,
@@ -126,16 +123,6 @@ def ray_session():
     ray.shutdown()
 
 
-def _runs(uri: str):
-    client = tracking.client(uri)
-    experiment = client.get_experiment_by_name(schema.DEFAULT_EXPERIMENT)
-    return client, client.search_runs([experiment.experiment_id])
-
-
-def _steps(client, run_id: str, key: str) -> list[int]:
-    return sorted(m.step for m in client.get_metric_history(run_id, key))
-
-
 def test_two_worker_run_survives_a_worker_crash_as_one_mlflow_run(ray_session, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SUITE_HOME", str(tmp_path))
     monkeypatch.setenv(CRASH_ENV, "epoch=1,rank=1,step=1")  # default marker: in the Ray run folder
@@ -144,7 +131,7 @@ def test_two_worker_run_survives_a_worker_crash_as_one_mlflow_run(ray_session, t
     assert main(["run", *args]) == 0
     out = capsys.readouterr().out
 
-    client, runs = _runs(tracking.default_tracking_uri())
+    client, runs = mlflow_runs(tracking.default_tracking_uri())
     assert len(runs) == 1
     run = runs[0]
     run_id = run.info.run_id
@@ -159,7 +146,7 @@ def test_two_worker_run_survives_a_worker_crash_as_one_mlflow_run(ray_session, t
     assert (ray_run_dir / DEFAULT_MARKER).read_text().startswith("crashed rank 1 at epoch 1 step 1")
     assert run.data.tags[TAG_RESUMED_FROM_EPOCH] == "0"
     for key in EPOCH_METRICS:
-        assert _steps(client, run_id, key) == [0, 1, 2], key
+        assert metric_steps(client, run_id, key) == [0, 1, 2], key
     assert [m.value for m in sorted(client.get_metric_history(run_id, schema.M_EPOCH), key=lambda m: m.step)] == [0, 1, 2]
 
     # Params: the resolved config; tags: the schema's.
@@ -187,7 +174,7 @@ def test_two_worker_run_survives_a_worker_crash_as_one_mlflow_run(ray_session, t
     assert last[schema.M_PARAMS] > 0 and last[schema.M_PEAK_MEMORY] > 0 and last[schema.M_SAMPLES_PER_S] > 0
     layer_keys = [k for k in last if k.startswith(LAYER_FIRING_RATE_PREFIX)]
     assert any("attn" in k for k in layer_keys) and any("mlp" in k for k in layer_keys)
-    assert all(_steps(client, run_id, k) == [0, 1, 2] for k in layer_keys)
+    assert all(metric_steps(client, run_id, k) == [0, 1, 2] for k in layer_keys)
     assert any(k.startswith("system/") for k in last)
 
     # Artifacts: config, firing-rate tables, best checkpoint (weights_only), the model.
@@ -227,57 +214,10 @@ def test_a_failing_run_ends_failed_with_its_error(ray_session, tmp_path, monkeyp
         "python -m suite run: error: the training set has 4 samples, fewer than the batch size 8; "
         "lower --batch-size or raise --synthetic-size"
     )
-    _, runs = _runs(tracking.default_tracking_uri())
+    _, runs = mlflow_runs(tracking.default_tracking_uri())
     assert [r.info.status for r in runs] == ["FAILED"]
     assert runs[0].data.tags[tracking.TAG_ERROR].startswith("the training set has 4 samples")
     assert "Traceback" in (Path(runs[0].info.artifact_uri) / "error.txt").read_text()
-
-
-def _wait_for(predicate, timeout: float, what: str, process: subprocess.Popen):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if process.poll() is not None:
-            raise AssertionError(f"the run exited ({process.returncode}) before {what}:\n{process.stdout.read()}")
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _epoch_logged(home: Path) -> bool:
-    if not (home / "mlflow.db").exists():
-        return False
-    try:
-        client, runs = _runs(tracking.sqlite_uri(home / "mlflow.db"))
-    except Exception:  # the store is still being created by the driver
-        return False
-    return bool(runs) and bool(_steps(client, runs[0].info.run_id, schema.M_EPOCH))
-
-
-def kill_after_first_checkpoint(args: list[str], env: dict[str, str], home: Path, checkpoint_written) -> tuple:
-    """Start `suite run ARGS` and SIGKILL its driver (and Ray's processes of its session) once its first
-    checkpoint is committed; returns (MLflow client, run id, the epochs it logged)."""
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "suite", "run", *args], env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
-    try:
-        _wait_for(checkpoint_written, 600, "the first checkpoint", driver)
-        # The files land before Ray registers the checkpoint; rank 0 logs an epoch to MLflow only
-        # once its checkpoint is registered, so that is the moment a resume must start from it.
-        _wait_for(lambda: _epoch_logged(home), 600, "the first epoch's metrics", driver)
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=30)
-    finally:
-        # Ray's helper processes share the driver's session; none may live on to touch the run.
-        try:
-            os.killpg(driver.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    client, runs = _runs(tracking.sqlite_uri(home / "mlflow.db"))
-    # RUNNING, or FAILED when rank 0 saw its worker group torn down: either way not FINISHED.
-    assert len(runs) == 1 and runs[0].info.status in ("RUNNING", "FAILED"), "the driver should have died mid-run"
-    return client, runs[0].info.run_id, _steps(client, runs[0].info.run_id, schema.M_EPOCH)
 
 
 def test_driver_killed_with_sigkill_is_resumed_into_the_same_run(tmp_path):
@@ -293,12 +233,12 @@ def test_driver_killed_with_sigkill_is_resumed_into_the_same_run(tmp_path):
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"MLflow run {run_id}" in resumed.stdout
 
-    client, runs = _runs(uri)
+    client, runs = mlflow_runs(uri)
     assert [r.info.run_id for r in runs] == [run_id]
     run = runs[0]
     assert run.info.status == "FINISHED"
-    assert _steps(client, run_id, schema.M_EPOCH) == [0, 1, 2]
-    assert _steps(client, run_id, schema.M_TOP1) == [0, 1, 2]
+    assert metric_steps(client, run_id, schema.M_EPOCH) == [0, 1, 2]
+    assert metric_steps(client, run_id, schema.M_TOP1) == [0, 1, 2]
     resumed_from = int(run.data.tags[TAG_RESUMED_FROM_EPOCH])
     assert resumed_from >= 0 and set(range(resumed_from)) <= set(done_before)
     assert len(os.listdir(home / "ray_results")) == 1  # the same Ray run folder, not a new one

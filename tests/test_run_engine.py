@@ -22,7 +22,7 @@ from torch import nn
 from suite.engine import checkpoint as ckpt
 from suite.engine.config import RunSettings, resolve_settings
 from suite.engine.evaluate import evaluate, shard_indices
-from suite.engine.hooks import CRASH_EXIT_CODE, parse_crash_plan
+from suite.engine.crash_injection import CRASH_EXIT_CODE, parse_crash_plan
 from suite.engine.mixing import BatchMixer
 from suite.engine.schedule import after_update, build_scheduler, set_position
 from suite.errors import CorruptDataError, UnknownNameError, UsageError
@@ -261,7 +261,7 @@ def test_crash_plan_parsing_and_marker(tmp_path):
 
 def test_crash_hook_kills_the_process_once(tmp_path):
     code = (
-        "from suite.engine.hooks import crash_plan_from_env\n"
+        "from suite.engine.crash_injection import crash_plan_from_env\n"
         "plan = crash_plan_from_env('unused')\n"
         "for step in range(3):\n"
         "    plan.maybe_crash(0, 0, step)\n"

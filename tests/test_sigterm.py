@@ -25,12 +25,12 @@ import time
 import psutil
 import pytest
 
-from cluster_fixtures import (  # noqa: F401  (fixtures)
-    REPO_ROOT, ManagedProcess, base_env, http_get, mlflow_server, ray_cluster, wait_until,
-)
 from suite import schema
 from suite.engine.run_logger import TAG_RESUMED_FROM_EPOCH
 from suite.engine.stop_signals import Received, RunInterrupted, sigterm_like_sigint, stop_signals_interrupt
+from tests.helpers.cluster import (  # noqa: F401  (fixtures)
+    REPO_ROOT, ManagedProcess, base_env, http_get, mlflow_server, ray_cluster, wait_until,
+)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EPOCHS = 30  # more than the runs get through before they are stopped

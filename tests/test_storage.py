@@ -13,13 +13,13 @@ import sys
 
 import pytest
 
-from cluster_fixtures import base_env
 from suite import schema, tracking
 from suite.engine.checkpoint import STATE_FILE
 from suite.engine.run_logger import TAG_RESUMED_FROM_EPOCH
 from suite.engine.storage import check_storage, exists, join, resolve_storage_path
 from suite.errors import SuiteError, UsageError
-from test_run_cli import TINY, _runs, _steps, kill_after_first_checkpoint
+from tests.helpers.cli_runs import TINY, kill_after_first_checkpoint, metric_steps, mlflow_runs
+from tests.helpers.cluster import base_env
 
 BUCKET = "suite-checkpoints"
 
@@ -85,7 +85,7 @@ def test_a_run_keeps_its_checkpoints_in_the_storage_path_folder(tmp_path):
     args = ["--task", "cifar10", *TINY, "--epochs", "1", "--synthetic-size", "16", "--storage-path", str(shared)]
     done = _suite(args, base_env(tmp_path / "user") | {"SUITE_HOME": str(home)})
     assert done.returncode == 0, done.stdout + done.stderr
-    client, (run,) = _runs(tracking.sqlite_uri(home / "mlflow.db"))
+    client, (run,) = mlflow_runs(tracking.sqlite_uri(home / "mlflow.db"))
     assert run.info.status == "FINISHED"
     assert run.data.tags[tracking.TAG_RAY_STORAGE] == run.data.params["storage_path"] == str(shared)
     assert glob.glob(str(shared / f"suite-{run.info.run_id}" / "checkpoint_*" / STATE_FILE))
@@ -107,9 +107,9 @@ def test_two_worker_run_on_s3_killed_after_its_first_checkpoint_resumes_from_the
 
     resumed = _suite(["--resume", run_id], env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    client, runs = _runs(uri)
+    client, runs = mlflow_runs(uri)
     assert [r.info.run_id for r in runs] == [run_id] and runs[0].info.status == "FINISHED"
-    assert _steps(client, run_id, schema.M_EPOCH) == [0, 1, 2]
+    assert metric_steps(client, run_id, schema.M_EPOCH) == [0, 1, 2]
     resumed_from = int(runs[0].data.tags[TAG_RESUMED_FROM_EPOCH])
     # From a checkpoint in the bucket; the kill can fall between a checkpoint's commit and its epoch's
     # logging, and then the resume logs that epoch from the checkpoint (RunLogger.backfill).

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from cluster_fixtures import REPO_ROOT, base_env, free_port, http_get, mlflow_server, ray_cluster  # noqa: F401
-from suite import cluster
+from suite import ray_jobs_client
 from suite.cli import main
 from suite.errors import UsageError
+from tests.helpers.cluster import REPO_ROOT, base_env, free_port, http_get, mlflow_server, ray_cluster  # noqa: F401
 
 TINY_RUN = [
     "run", "--task", "cifar10", "--model", "spikformer-1-32", "--data", "synthetic", "--synthetic-size", "32",
@@ -30,43 +30,43 @@ def suite_cli(args: list[str], env: dict[str, str], timeout: float = 600) -> sub
 
 # -- input checks (no cluster) ---------------------------------------------------------------------
 def test_dashboard_address_accepts_host_port_forms_and_refuses_ray_client():
-    assert cluster.dashboard_address("10.0.0.5") == "http://10.0.0.5:8265"
-    assert cluster.dashboard_address("10.0.0.5:9000") == "http://10.0.0.5:9000"
-    assert cluster.dashboard_address("https://ray.example.com/") == "https://ray.example.com:8265"
+    assert ray_jobs_client.dashboard_address("10.0.0.5") == "http://10.0.0.5:8265"
+    assert ray_jobs_client.dashboard_address("10.0.0.5:9000") == "http://10.0.0.5:9000"
+    assert ray_jobs_client.dashboard_address("https://ray.example.com/") == "https://ray.example.com:8265"
     with pytest.raises(UsageError, match="Ray Client address"):
-        cluster.dashboard_address("ray://head:10001")
+        ray_jobs_client.dashboard_address("ray://head:10001")
     with pytest.raises(UsageError, match="--address is required"):
-        cluster.dashboard_address(None)
+        ray_jobs_client.dashboard_address(None)
 
 
 def test_auth_token_is_found_where_ray_looks_and_bad_files_fail(tmp_path, monkeypatch):
     for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert cluster.read_auth_token() is None
+    assert ray_jobs_client.read_auth_token() is None
 
     (tmp_path / ".ray").mkdir()
     (tmp_path / ".ray" / "auth_token").write_text("from-home\n")
-    assert cluster.read_auth_token().value == "from-home"
+    assert ray_jobs_client.read_auth_token().value == "from-home"
     path_file = tmp_path / "t"
     path_file.write_text("from-path")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(path_file))
-    assert cluster.read_auth_token().value == "from-path"
+    assert ray_jobs_client.read_auth_token().value == "from-path"
     monkeypatch.setenv("RAY_AUTH_TOKEN", "from-env")
-    assert cluster.read_auth_token().value == "from-env"
+    assert ray_jobs_client.read_auth_token().value == "from-env"
     explicit = tmp_path / "explicit"
     explicit.write_text("explicit")
-    token = cluster.read_auth_token(explicit)
+    token = ray_jobs_client.read_auth_token(explicit)
     assert token.value == "explicit" and "explicit" not in token.source.replace(str(explicit), "")
 
     empty = tmp_path / "empty"
     empty.write_text("  \n")
-    with pytest.raises(cluster.ClusterAuthError, match="is empty"):
-        cluster.read_auth_token(empty)
+    with pytest.raises(ray_jobs_client.ClusterAuthError, match="is empty"):
+        ray_jobs_client.read_auth_token(empty)
     monkeypatch.delenv("RAY_AUTH_TOKEN")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
-    with pytest.raises(cluster.ClusterAuthError, match="cannot read the Ray auth token"):
-        cluster.read_auth_token()
+    with pytest.raises(ray_jobs_client.ClusterAuthError, match="cannot read the Ray auth token"):
+        ray_jobs_client.read_auth_token()
 
 
 @pytest.mark.parametrize(
@@ -82,13 +82,13 @@ def test_auth_token_is_found_where_ray_looks_and_bad_files_fail(tmp_path, monkey
 )
 def test_cluster_tracking_uri_must_be_a_server_the_nodes_reach(uri, message):
     with pytest.raises(UsageError, match=message):
-        cluster.check_cluster_tracking_uri(uri, "http://10.0.0.5:8265")
+        ray_jobs_client.check_cluster_tracking_uri(uri, "http://10.0.0.5:8265")
 
 
 def test_cluster_tracking_uri_accepts_servers():
-    assert cluster.check_cluster_tracking_uri("http://mlflow.mlflow.svc:5000", "http://10.0.0.5:8265")
+    assert ray_jobs_client.check_cluster_tracking_uri("http://mlflow.mlflow.svc:5000", "http://10.0.0.5:8265")
     # A cluster on this machine (the tests') reaches a server on this machine's loopback.
-    assert cluster.check_cluster_tracking_uri("http://127.0.0.1:5000", "http://127.0.0.1:8265")
+    assert ray_jobs_client.check_cluster_tracking_uri("http://127.0.0.1:5000", "http://127.0.0.1:8265")
 
 
 def test_runtime_env_uploads_code_but_not_envs_history_or_data(tmp_path):
@@ -98,7 +98,7 @@ def test_runtime_env_uploads_code_but_not_envs_history_or_data(tmp_path):
                 "suite/cli.py", "suite/__pycache__/cli.cpython-311.pyc", "weights.pt", "mlflow.db"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x")
-    env = cluster.build_runtime_env(tracking_uri="http://m:5000", working_dir=tmp_path, env_vars={"A": "1"})
+    env = ray_jobs_client.build_runtime_env(tracking_uri="http://m:5000", working_dir=tmp_path, env_vars={"A": "1"})
     assert env["env_vars"] == {"MLFLOW_TRACKING_URI": "http://m:5000", "PYTHONUNBUFFERED": "1", "A": "1"}
     package = tmp_path.parent / f"{tmp_path.name}.zip"
     create_package(str(tmp_path), package, include_gitignore=True, excludes=env["excludes"])
@@ -109,7 +109,7 @@ def test_runtime_env_uploads_code_but_not_envs_history_or_data(tmp_path):
 
 def test_runtime_env_never_carries_the_auth_token(tmp_path):
     with pytest.raises(UsageError, match="auth token is not passed to jobs"):
-        cluster.build_runtime_env(tracking_uri="http://m:5000", working_dir=None, env_vars={"RAY_AUTH_TOKEN": "x"})
+        ray_jobs_client.build_runtime_env(tracking_uri="http://m:5000", working_dir=None, env_vars={"RAY_AUTH_TOKEN": "x"})
 
 
 def test_job_command_joins_the_cluster_and_logs_to_the_server():

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cifar_files import write_cifar
 
 from suite.cli import main
 from suite.errors import PluginError
 from suite.models import create_model
 from suite.task import ENTRY_POINT_GROUP
 from suite.task_registry import clear_cache, get_task, list_tasks
+from tests.helpers.cifar_files import write_cifar
 
 BUILT_IN = ["cifar10", "cifar10-dvs", "cifar100", "dvs128-gesture", "imagenet", "ntu120", "ntu60"]
 

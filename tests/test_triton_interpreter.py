@@ -21,17 +21,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from prerequisites import require
 from suite.models import triton_verification
 from suite.models.lif_equivalence import DTYPES, GRAD_TOLERANCE, all_cases
 from suite.models.neuron import AUTO_EXCLUDED, BACKENDS, resolve_backend
+from tests.helpers.prerequisites import require
 
 pytestmark = require(
     "triton", importlib.util.find_spec("triton") is not None,
     "install triton (it comes with torch's CUDA build; pip install triton on other builds)",
 )
 
-RUNNER = Path(__file__).with_name("triton_interpreter_run.py")
+RUNNER = Path(__file__).parent / "helpers" / "triton_interpreter_run.py"
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from cluster_fixtures import REPO_ROOT, base_env
 from suite import schema
 from suite.cli import build_parser, main
 from suite.engine.run_logger import TAG_RESUMED_FROM_EPOCH
@@ -19,6 +18,7 @@ from suite.task import Task, TaskConfig
 from suite.tune import space as sp
 from suite.tune.runs import TAG_EARLY_STOPPED
 from suite.tune.report import run_command
+from tests.helpers.cluster import REPO_ROOT, base_env
 
 TINY = [
     "--task", "cifar10", "--model", "spikformer-1-32", "--data", "synthetic", "--synthetic-size", "32",

@@ -191,7 +191,7 @@ print(*(get_task(name).recipe.model for name in ("cifar10", "cifar100", "imagene
 
 def test_no_module_reads_files_next_to_its_source():
     """Data files are found through importlib.resources; `__file__` only tells whether the suite
-    runs from a checkout (suite/cluster.py: find_project_root)."""
+    runs from a checkout (suite/ray_jobs_client.py: find_project_root)."""
     users = sorted(
         f"{path.relative_to(ROOT)}:{number}"
         for package in ("suite", "tasks")
@@ -199,4 +199,4 @@ def test_no_module_reads_files_next_to_its_source():
         for number, line in enumerate(path.read_text().splitlines(), start=1)
         if "__file__" in line and not line.lstrip().startswith("#")
     )
-    assert [user.split(":")[0] for user in users] == ["suite/cluster.py"], users
+    assert [user.split(":")[0] for user in users] == ["suite/ray_jobs_client.py"], users

@@ -50,34 +50,34 @@ def format_jobs(jobs) -> str:
 
 
 def run(args) -> int:
-    from suite import cluster
+    from suite import ray_jobs_client
 
-    client = cluster.job_client(args.address, args.token_file)
+    client = ray_jobs_client.job_client(args.address, args.token_file)
     if args.action == "list":
-        print(format_jobs(cluster.call(client, "listing jobs", client.list_jobs)))
+        print(format_jobs(ray_jobs_client.call(client, "listing jobs", client.list_jobs)))
         return 0
 
     job = args.job_id
     if args.action == "status":
-        info = cluster.call(client, f"job {job}", client.get_job_info, job)
+        info = ray_jobs_client.call(client, f"job {job}", client.get_job_info, job)
         print(f"{job}: {info.status}" + (f" ({info.message})" if info.message else ""))
         return 0 if str(info.status) != "FAILED" else 1
     if args.action == "logs":
-        cluster.call(client, f"job {job}", client.get_job_status, job)  # unknown ids fail clearly here
+        ray_jobs_client.call(client, f"job {job}", client.get_job_status, job)  # unknown ids fail clearly here
         if args.follow:
-            cluster.follow_logs(client, job, sys.stdout)
+            ray_jobs_client.follow_logs(client, job, sys.stdout)
         else:
-            sys.stdout.write(cluster.call(client, f"logs of job {job}", client.get_job_logs, job))
+            sys.stdout.write(ray_jobs_client.call(client, f"logs of job {job}", client.get_job_logs, job))
         return 0
     # stop
-    stopped = cluster.call(client, f"stopping job {job}", client.stop_job, job)
+    stopped = ray_jobs_client.call(client, f"stopping job {job}", client.stop_job, job)
     if not stopped:
-        info = cluster.call(client, f"job {job}", client.get_job_info, job)
+        info = ray_jobs_client.call(client, f"job {job}", client.get_job_info, job)
         print(f"{job} was not running: {info.status}")
         return 0
     if args.no_wait:
         print(f"{job}: stop requested")
         return 0
-    info = cluster.wait_for_end(client, job, timeout_s=120)
+    info = ray_jobs_client.wait_for_end(client, job, timeout_s=120)
     print(f"{job}: {info.status}")
     return 0

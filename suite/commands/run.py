@@ -35,7 +35,7 @@ checkpoints for --resume; the exit status is 128 + the signal number (130 for Ct
 cluster: --address HOST:PORT joins a Ray cluster; with Ray's token auth export RAY_AUTH_MODE=token
 and RAY_AUTH_TOKEN first. --storage-path s3://BUCKET/PATH keeps checkpoints where every node (and a
 later --resume) finds them, with no shared file system. A worker that dies is restarted from the last epoch's checkpoint up to
---max-failures times. Set SUITE_TEST_CRASH (see suite/engine/hooks.py) only to test that.
+--max-failures times. Set SUITE_TEST_CRASH (see suite/engine/crash_injection.py) only to test that.
 """
 
 # flag -> RunSettings field; every value is taken as text and checked by suite.engine.config so

@@ -107,23 +107,23 @@ def job_args(command: str, args: list[str], tracking_uri: str) -> list[str]:
 
 
 def run(args) -> int:
-    from suite import cluster
+    from suite import ray_jobs_client
 
     command, suite_args = check_suite_command(args.suite_args)
-    address = cluster.dashboard_address(args.address)
-    tracking_uri = cluster.check_cluster_tracking_uri(args.tracking_uri, address)
-    working_dir = None if args.no_working_dir else (args.working_dir or cluster.find_project_root())
-    runtime_env = cluster.build_runtime_env(
+    address = ray_jobs_client.dashboard_address(args.address)
+    tracking_uri = ray_jobs_client.check_cluster_tracking_uri(args.tracking_uri, address)
+    working_dir = None if args.no_working_dir else (args.working_dir or ray_jobs_client.find_project_root())
+    runtime_env = ray_jobs_client.build_runtime_env(
         tracking_uri=tracking_uri,
         working_dir=working_dir,
-        env_vars=cluster.parse_env_vars(args.env),
+        env_vars=ray_jobs_client.parse_env_vars(args.env),
         excludes=args.exclude,
     )
     entrypoint = shlex.join(["python", "-m", "suite", *job_args(command, suite_args, tracking_uri)])
 
-    client = cluster.job_client(address, args.token_file)
+    client = ray_jobs_client.job_client(address, args.token_file)
     logger.info("submitting to %s%s: %s", address, f" (uploading {working_dir})" if working_dir else "", entrypoint)
-    job_id = cluster.call(
+    job_id = ray_jobs_client.call(
         client,
         f"submitting to {address}",
         client.submit_job,
@@ -138,8 +138,8 @@ def run(args) -> int:
         print(f"follow it with: {program_name()} jobs logs {job_id} --follow --address {address}")
         return 0
     try:
-        cluster.follow_logs(client, job_id, sys.stdout)
-        info = cluster.wait_for_end(client, job_id)
+        ray_jobs_client.follow_logs(client, job_id, sys.stdout)
+        info = ray_jobs_client.wait_for_end(client, job_id)
     except KeyboardInterrupt:
         print(
             f"\nstopped following; job {job_id} keeps running. "
@@ -147,6 +147,6 @@ def run(args) -> int:
             file=sys.stderr,
         )
         return 130
-    cluster.raise_for_job(client, job_id, info)
+    ray_jobs_client.raise_for_job(client, job_id, info)
     print(f"job {job_id} SUCCEEDED", flush=True)
     return 0

@@ -36,7 +36,7 @@ TRAIN_MODEL = "spikformer-4-384"
 def tests_dir() -> Path:
     """tests/ of the checkout the suite runs from; an installed suite has none (the wheel ships no
     tests), so there it is tests/ of the folder the doctor was started in."""
-    from suite.cluster import find_project_root
+    from suite.ray_jobs_client import find_project_root
 
     return (find_project_root() or Path.cwd()) / "tests"
 

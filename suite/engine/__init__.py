@@ -5,7 +5,7 @@
 - train_loop.py  `train_loop_per_worker`, the one loop every task and model shares
 - epoch.py       one training epoch; evaluate.py exact distributed evaluation
 - schedule.py    cosine-with-warm-up LR; mixing.py mixup/cutmix; checkpoint.py save/load
-- run_logger.py  what rank 0 logs to MLflow; progress.py progress bars; hooks.py crash test hook
+- run_logger.py  what rank 0 logs to MLflow; progress.py progress bars; crash_injection.py the crash test hook
 - ray_session.py embedded local Ray or a cluster
 - stop_signals.py Ctrl-C and SIGTERM stop a run alike (MLflow KILLED, exit 128 + signal)
 

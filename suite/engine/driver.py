@@ -29,7 +29,7 @@ import yaml
 from suite import __version__, schema, tracking
 from suite.engine import storage
 from suite.engine.config import RunSettings
-from suite.engine.hooks import CRASH_ENV
+from suite.engine.crash_injection import CRASH_ENV
 from suite.engine.ray_private_api import torch_trainer_class
 from suite.engine.ray_session import (
     EMBEDDED, RaySession, auto_cpus_per_worker, check_resources, enable_train_v2, start_ray,

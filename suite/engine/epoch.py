@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from suite.engine.evaluate import autocast_context
-from suite.engine.hooks import CrashPlan
+from suite.engine.crash_injection import CrashPlan
 from suite.engine.mixing import BatchMixer
 from suite.engine.progress import EpochProgress
 from suite.engine.schedule import after_update, set_position

@@ -32,7 +32,7 @@ from suite.engine import checkpoint as ckpt
 from suite.engine.config import RunSettings
 from suite.engine.epoch import train_one_epoch
 from suite.engine.evaluate import all_reduce_sum, evaluate
-from suite.engine.hooks import crash_plan_from_env
+from suite.engine.crash_injection import crash_plan_from_env
 from suite.engine.mixing import BatchMixer
 from suite.engine.run_logger import RunLogger, epoch_metrics
 from suite.engine.schedule import build_scheduler

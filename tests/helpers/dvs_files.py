@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from real_samples import REAL_SAMPLES
+from tests.helpers.real_samples import REAL_SAMPLES
 REAL_DVS = REAL_SAMPLES / "dvs"
 CIFAR10_DVS_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from real_samples import REAL_SAMPLES
+from tests.helpers.real_samples import REAL_SAMPLES
 NTU_SAMPLES = REAL_SAMPLES / "ntu"
 BODY_ID_BASE = 72057594037927936  # 2**56: real Kinect IDs are 17-digit numbers just above it
 

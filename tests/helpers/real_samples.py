@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from prerequisites import require
+from tests.helpers.prerequisites import require
 
 _CANDIDATES = [
     os.environ.get("SUITE_REAL_SAMPLES"),
-    Path(__file__).resolve().parents[2] / "shared/data/real-samples",
+    Path(__file__).resolve().parents[3] / "shared/data/real-samples",
     "/work/shared/data/real-samples",
 ]
 REAL_SAMPLES = next((Path(p) for p in _CANDIDATES if p and Path(p).is_dir()), Path(_CANDIDATES[1]))

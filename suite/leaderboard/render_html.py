@@ -191,14 +191,18 @@ def _points(table: pd.DataFrame, x_column: str, y_column: str, what: str) -> tup
     return tuple(points)
 
 
+def _reference_series(board: Board, x: str) -> list[Series]:
+    """The published numbers and the synthetic runs, drawn beside the measured ones on every plot."""
+    return [
+        Series("published", _points(board.references, x, "top1", "published"), kind="published"),
+        Series("synthetic (not comparable)", _points(board.synthetic, x, "top1_mean", "synthetic"), kind="synthetic"),
+    ]
+
+
 def _plots(board: Board) -> str:
-    refs = board.references
     energy = render_plot(
-        [
-            Series("measured, real data", _points(board.real, "energy_mj", "top1_mean", "measured")),
-            Series("published", _points(refs, "energy_mj", "top1", "published"), kind="published"),
-            Series("synthetic (not comparable)", _points(board.synthetic, "energy_mj", "top1_mean", "synthetic"), kind="synthetic"),
-        ],
+        [Series("measured, real data", _points(board.real, "energy_mj", "top1_mean", "measured"))]
+        + _reference_series(board, "energy_mj"),
         title=f"{board.title}: top-1 vs energy",
         x_label="energy per sample (mJ)",
         y_label="top-1 (%)",
@@ -210,11 +214,7 @@ def _plots(board: Board) -> str:
         for model, group in board.real.groupby("model", sort=True)
     ] if not board.real.empty else []
     steps = render_plot(
-        by_model
-        + [
-            Series("published", _points(refs, "time_steps", "top1", "published"), kind="published"),
-            Series("synthetic (not comparable)", _points(board.synthetic, "time_steps", "top1_mean", "synthetic"), kind="synthetic"),
-        ],
+        by_model + _reference_series(board, "time_steps"),
         title=f"{board.title}: top-1 vs time steps T",
         x_label="time steps T",
         y_label="top-1 (%)",

@@ -20,7 +20,6 @@ import argparse
 import concurrent.futures
 import itertools
 import logging
-import multiprocessing
 import os
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from tasks.ntu_cache import CacheSpec, SourceFile, _process_one, ensure_cache  #
 from tasks.ntu_ctrgcn import MAX_FRAMES  # noqa: E402
 from tasks.ntu_skeleton import read_skeleton  # noqa: E402
 from tasks.ntu_splits import parse_sample_name  # noqa: E402
+from tasks.preprocessing_cache import worker_context  # noqa: E402
 
 REAL_SAMPLES = Path(__file__).resolve().parents[2] / "shared/data/real-samples/ntu"
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         ctrgcn = CacheSpec(frames=MAX_FRAMES, max_bodies=2, preprocess="ctrgcn")
         serial = best_time(lambda: [_process_one((path, ctrgcn)) for path, _ in jobs], args.repeats)
         rows.append(("parse + preprocess (ctrgcn)", 1, serial, None))
-        context = multiprocessing.get_context()  # the start method tasks.ntu_cache uses
+        context = worker_context()  # the start method every cache build uses
         for workers in sorted(set(args.workers) - {1}):
             with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
                 list(pool.map(_process_one, jobs[:workers]))  # start and warm every worker first

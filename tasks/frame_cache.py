@@ -8,37 +8,31 @@ modification time, and the files skipped as corrupt. The manifest is written las
 crashed build is never mistaken for a finished one; a manifest whose settings or source files no
 longer match what is on disk makes the cache stale, and it is rebuilt.
 
-Workers are forked where the platform allows, as torch's DataLoader does, so a build also works from
-a notebook, stdin or a script without a `__main__` guard (a spawned worker re-imports the main
-module); workers run numpy code only. Elsewhere they are spawned, so a source item's `read` must be a
-module-level function that a fresh interpreter can import.
+The lock, worker processes and corrupt-file reporting are `tasks.preprocessing_cache`'s; its workers
+start from a fresh interpreter, so a source item's `read` must be a module-level function.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
-from tqdm import tqdm
 
-from suite.errors import CorruptDataError, DataNotFoundError, SuiteError, UsageError
+from suite.errors import CorruptDataError, DataNotFoundError
 from tasks.events import check_sensor_range, events_to_frames
+from tasks.preprocessing_cache import build_lock, check_corrupt, preprocess_all, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 CACHE_PREFIX = "frames_number_"
-WORKERS_ENV = "SUITE_PREPROCESS_WORKERS"  # processes for a cache build; default: one per CPU core
 
 # read(*paths) -> [(label, events), ...]; raises CorruptDataError for a bad file.
 Reader = Callable[..., list[tuple[int, np.ndarray]]]
@@ -67,20 +61,6 @@ def cache_directory(data_dir: Path, layout: str, split: str, time_steps: int, sp
     return Path(data_dir) / f"{CACHE_PREFIX}{time_steps}_split_by_{split_by}" / layout / split
 
 
-def _worker_context():
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-
-
-def _workers_from_env() -> int:
-    value = os.environ.get(WORKERS_ENV, "").strip()
-    if not value:
-        return 0
-    if not value.isdigit():
-        raise UsageError(f"${WORKERS_ENV}={value!r}: expected a whole number of processes")
-    return int(value)
-
-
 def _fingerprint(items: list[SourceItem], root: Path) -> dict[str, list[int]]:
     prints = {}
     for item in items:
@@ -93,8 +73,9 @@ def _fingerprint(items: list[SourceItem], root: Path) -> dict[str, list[int]]:
     return prints
 
 
-def _convert(item: SourceItem, directory: str, time_steps: int, split_by: str, sensor_size: tuple[int, int]):
+def _convert(job: tuple[SourceItem, str, int, str, tuple[int, int]]):
     """Worker: read one item, write its samples; a corrupt file comes back as an error string."""
+    item, directory, time_steps, split_by, sensor_size = job
     try:
         samples = item.read(*item.paths)
         entries = []
@@ -130,23 +111,6 @@ def _stale_reason(manifest: dict, settings: dict, sources: dict, directory: Path
     return None
 
 
-def _read_manifest(directory: Path) -> dict | None:
-    path = directory / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        log.warning("frame cache manifest %s is unreadable (%s); rebuilding", path, err)
-        return None
-
-
-def _corrupt_summary(skipped: list[dict[str, str]]) -> str:
-    first = skipped[0]["error"]
-    more = f" (and {len(skipped) - 1} more corrupt file(s))" if len(skipped) > 1 else ""
-    return f"{first}{more}; pass --skip-corrupt to skip corrupt files (they are counted and logged)"
-
-
 def build_or_load(
     directory: Path,
     items: list[SourceItem],
@@ -161,13 +125,6 @@ def build_or_load(
 ) -> FrameCache:
     """Return the cache for `items`, building it first if it is absent or stale."""
     directory = Path(directory)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise SuiteError(
-            f"cannot create the frame cache folder {directory}: {err}; the data root must be writable "
-            "(copy the dataset to a writable --data-root)"
-        ) from err
     settings = {
         "format": FORMAT_VERSION,
         "time_steps": time_steps,
@@ -175,9 +132,10 @@ def build_or_load(
         "sensor_size": list(sensor_size),
         "items": [item.key for item in items],
     }
-    with FileLock(str(directory) + ".lock"):
+    with build_lock(directory, "the data root must be writable (copy the dataset to a writable --data-root)"):
+        directory.mkdir(exist_ok=True)
         sources = _fingerprint(items, root)
-        manifest = _read_manifest(directory)
+        manifest = read_manifest(directory / MANIFEST)
         reason = "it does not exist yet" if manifest is None else _stale_reason(manifest, settings, sources, directory)
         if reason is not None:
             if manifest is not None:
@@ -185,10 +143,8 @@ def build_or_load(
             manifest = _build(directory, items, settings, sources, time_steps, split_by, sensor_size, skip_corrupt,
                               workers, description)
     skipped = manifest["skipped"]
-    if skipped and not skip_corrupt:
-        raise CorruptDataError(_corrupt_summary(skipped))
-    if skipped:
-        log.warning("%s: skipped %d corrupt source(s), e.g. %s", description, len(skipped), skipped[0]["error"])
+    check_corrupt(description, [s["error"] for s in skipped], skip_corrupt=skip_corrupt,
+                  names=[s["source"] for s in skipped])
     samples = manifest["samples"]
     if not samples:
         raise DataNotFoundError(
@@ -203,45 +159,23 @@ def _build(directory, items, settings, sources, time_steps, split_by, sensor_siz
     for stale in directory.glob("*.npz"):
         stale.unlink()
     (directory / MANIFEST).unlink(missing_ok=True)
-    workers = min(len(items), workers or _workers_from_env() or os.cpu_count() or 1)
-    log.info("%s: converting %d source file(s) to %d-frame samples with %d process(es) into %s",
-             description, len(items), time_steps, max(workers, 1), directory)
+    log.info("%s: converting %d source file(s) to %d-frame samples into %s", description, len(items), time_steps,
+             directory)
     started = time.perf_counter()
-    results: dict[str, tuple[list, str | None]] = {}
-    bar = tqdm(total=len(items), desc=f"{description}: events -> {time_steps} frames", unit="file")
-    args = (str(directory), time_steps, split_by, tuple(sensor_size))
-    try:
-        if workers <= 1:
-            for item in items:
-                key, entries, error = _convert(item, *args)
-                results[key] = (entries, error)
-                bar.update()
-                if error and not skip_corrupt:
-                    raise CorruptDataError(_corrupt_summary([{"error": error}]))
-        else:
-            with ProcessPoolExecutor(workers, mp_context=_worker_context()) as pool:
-                futures = [pool.submit(_convert, item, *args) for item in items]
-                for future in as_completed(futures):
-                    key, entries, error = future.result()
-                    results[key] = (entries, error)
-                    bar.update()
-                    if error and not skip_corrupt:
-                        for pending in futures:
-                            pending.cancel()
-                        raise CorruptDataError(_corrupt_summary([{"error": error}]))
-    finally:
-        bar.close()
+    jobs = [(item, str(directory), time_steps, split_by, tuple(sensor_size)) for item in items]
     samples, skipped = [], []
-    for item in items:  # manifest order follows the (sorted) item order, not completion order
-        entries, error = results[item.key]
-        samples.extend(entries)
-        if error:
+    results = preprocess_all(_convert, jobs, workers=workers, description=f"{description}: events -> {time_steps} frames")
+    with closing(results):  # leaving early (a corrupt file) cancels the jobs not yet started
+        for key, entries, error in results:
+            samples.extend(entries)
+            if error is None:
+                continue
+            if not skip_corrupt:
+                check_corrupt(description, [error], skip_corrupt=False)
             log.warning("skipping corrupt source: %s", error)
-            skipped.append({"source": item.key, "error": error})
+            skipped.append({"source": key, "error": error})
     manifest = {**settings, "sources": sources, "samples": samples, "skipped": skipped}
-    tmp = directory / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, directory / MANIFEST)
+    write_manifest(directory / MANIFEST, manifest)
     log.info("%s: cached %d samples in %.1fs (%d corrupt source(s) skipped)",
              description, len(samples), time.perf_counter() - started, len(skipped))
     return manifest

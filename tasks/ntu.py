@@ -57,6 +57,7 @@ from tasks.ntu_splits import (
     parse_sample_name,
     read_missing_list,
 )
+from tasks.preprocessing_cache import check_corrupt
 
 log = logging.getLogger(__name__)
 
@@ -190,14 +191,7 @@ class NTUTask(Task):
             rows.append(row)
             labels.append(sample["label"])
         where = f"task {self.name!r} ({protocol}, {split} split)"
-        if corrupt and not skip_corrupt:
-            raise CorruptDataError(
-                f"{where}: {len(corrupt)} corrupt {SUFFIX} file(s); first: {corrupt[0]['error']} -- fix or "
-                "re-download them, or pass skip_corrupt=True (--skip-corrupt) to leave them out"
-            )
-        if corrupt:
-            log.warning("%s: skipped %d corrupt file(s): %s", where, len(corrupt),
-                        ", ".join(s["name"] for s in corrupt[:5]) + (" ..." if len(corrupt) > 5 else ""))
+        check_corrupt(where, [s["error"] for s in corrupt], skip_corrupt=skip_corrupt, names=[s["name"] for s in corrupt])
         if not rows:
             raise DataNotFoundError(
                 f"{where} is empty: none of the {len(cache.samples)} samples found under {data_dir} belongs "

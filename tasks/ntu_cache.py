@@ -14,17 +14,15 @@ The settings name the preprocessing (`PREPROCESSINGS`): "suite" stores every sam
 The cache is fresh when every source's path, size and mtime match the manifest. Otherwise it is
 rebuilt incrementally: unchanged samples are copied from the old arrays, only new or changed files
 are parsed (in a process pool, with a progress bar), and the new folder replaces the old one in one
-rename, so a reader never sees a half-written cache. A file lock serialises concurrent builders
-(e.g. several trainers starting on one machine).
+rename, so a reader never sees a half-written cache (a build killed half-way loses nothing but its
+staging folder). The lock, worker processes and corrupt-file reporting are `tasks.preprocessing_cache`'s.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import time
@@ -32,13 +30,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
-from tqdm import tqdm
 
-from suite.errors import CorruptDataError, SuiteError
+from suite.errors import CorruptDataError
 from tasks.ntu_ctrgcn import ctrgcn_sequence, fit_capacity
 from tasks.ntu_preprocess import COORDS, skeleton_to_clip
 from tasks.ntu_skeleton import JOINTS, read_skeleton
+from tasks.preprocessing_cache import build_lock, preprocess_all, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -116,16 +113,8 @@ def ensure_cache(
     """The cache for exactly these sources and settings: reused when fresh, else (re)built."""
     sources = sorted(sources, key=lambda s: s.name)
     folder = cache_root / spec.key()
-    lock_path = cache_root / f"{spec.key()}.lock"
-    try:
-        cache_root.mkdir(parents=True, exist_ok=True)
-        lock_path.touch()
-    except OSError as err:
-        raise SuiteError(
-            f"cannot write the NTU preprocessing cache to {cache_root} ({err.strerror or err}); make that folder "
-            "writable, or use a writable --data-root holding the .skeleton folder (a symlink is enough)"
-        ) from err
-    with FileLock(lock_path):
+    hint = "make that folder writable, or use a writable --data-root holding the .skeleton folder (a symlink is enough)"
+    with build_lock(folder, hint):
         old = _read_manifest(folder)
         if old is not None and _is_fresh(old, sources, spec):
             log.debug("%s: cache %s is fresh (%d samples)", description, folder, len(sources))
@@ -142,10 +131,12 @@ def _is_fresh(manifest: dict, sources: list[SourceFile], spec: CacheSpec) -> boo
 
 
 def _read_manifest(folder: Path) -> dict | None:
+    manifest = read_manifest(folder / MANIFEST)
+    if manifest is None:
+        return None
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
         shape = tuple(np.load(folder / manifest["clips"]["file"], mmap_mode="r").shape)
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, TypeError) as err:
         if folder.exists():
             log.warning("cache %s is unreadable (%s); it will be rebuilt", folder, err)
         return None
@@ -173,7 +164,9 @@ def _build(folder, sources, spec, old, workers, description) -> SkeletonCache:
         "%s: preprocessing %d skeleton files into %s (%d reused from the previous cache)",
         description, len(todo), folder, len(reusable),
     )
-    results = _process_all([sources[r].path for r in todo], spec, workers, description)
+    jobs = [(str(sources[row].path), spec) for row in todo]
+    results = preprocess_all(_process_one, jobs, workers=workers, description=f"{description}: preprocessing",
+                             in_process_below=_IN_PROCESS_BELOW)
     for row, (clip, length, error) in zip(todo, results, strict=True):
         if clip is not None:
             clips[row] = clip
@@ -182,7 +175,7 @@ def _build(folder, sources, spec, old, workers, description) -> SkeletonCache:
     del clips
     np.save(staging / "labels.npy", np.array([s.label for s in sources], dtype=np.int64))
     manifest = _manifest(sources, spec, shape, errors, lengths)
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    write_manifest(staging / MANIFEST, manifest)
     _swap_in(staging, folder)
     corrupt = sum(e is not None for e in errors)
     log.info(
@@ -213,29 +206,6 @@ def _copy_rows(old: dict, folder: Path, clips: np.ndarray, errors: list, lengths
         clips[list(new_rows)] = old_clips[list(old_rows)]
     for new_row, old_row in pairs:
         errors[new_row], lengths[new_row] = old["samples"][old_row]["error"], old["samples"][old_row]["frames"]
-
-
-def _process_all(paths: list[Path], spec: CacheSpec, workers: int | None, description: str):
-    """(clip, frames, error message) per path, in order."""
-    workers = workers or os.cpu_count() or 1
-    progress = tqdm(total=len(paths), desc=f"{description}: preprocessing", unit="file", leave=False)
-    jobs = [(str(path), spec) for path in paths]
-    with progress:
-        if workers == 1 or len(paths) < _IN_PROCESS_BELOW:
-            for job in jobs:
-                yield _process_one(job)
-                progress.update()
-            return
-        # The platform's default start method, as torch's DataLoader uses: fork on Linux, so workers
-        # inherit the loaded tokenizer and never re-run the caller's __main__ (spawn would). The
-        # children only run numpy and the compiled tokenizer, never torch or OpenMP code.
-        context = multiprocessing.get_context()
-        log.debug("%s: preprocessing in %d worker processes", description, workers)
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            chunk = max(1, min(64, len(jobs) // (workers * 8)))
-            for result in pool.map(_process_one, jobs, chunksize=chunk):
-                yield result
-                progress.update()
 
 
 def _process_one(job: tuple[str, CacheSpec]) -> tuple[np.ndarray | None, int, str | None]:

@@ -397,7 +397,7 @@ def test_parallel_preprocessing_matches_serial(tmp_path, monkeypatch, caplog):
     sources = [SourceFile(p.stem, p, p.name, p.stat().st_size, p.stat().st_mtime_ns, 0) for p in paths]
     spec = CacheSpec(frames=16, max_bodies=2)
     serial = ensure_cache(sources, tmp_path / "serial", spec, workers=1)
-    with caplog.at_level(logging.DEBUG, logger="tasks.ntu_cache"):
+    with caplog.at_level(logging.DEBUG, logger="tasks"):  # the worker pool logs from tasks.preprocessing_cache
         parallel = ensure_cache(sources, tmp_path / "parallel", spec, workers=2)
     assert "in 2 worker processes" in caplog.text
     np.testing.assert_array_equal(serial.clips(), parallel.clips())

@@ -152,7 +152,7 @@ def _data_tag(settings: RunSettings) -> str:
 
 def preflight(settings: RunSettings) -> None:
     """Everything checkable before Ray starts: tracking store, model name, data presence."""
-    from suite.models import model_config
+    from suite.models import model_config, options_for_task
     from suite.task_registry import get_task
 
     tracking.check_tracking_server(settings.tracking_uri)
@@ -167,7 +167,7 @@ def preflight(settings: RunSettings) -> None:
             settings.address, settings.tracking_uri, settings.storage_path,
         )
     task = get_task(settings.task)
-    model_config(settings.model, **task.model_kwargs(settings.time_steps))
+    model_config(settings.model, **options_for_task(settings.model, task, settings.time_steps))
     if settings.data != schema.DATA_SYNTHETIC and not settings.download and not task.is_available(settings.data):
         raise task.missing_data_error(settings.data, "pass --download to fetch it, or --data synthetic to try the pipeline")
 

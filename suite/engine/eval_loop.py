@@ -48,12 +48,12 @@ def evaluate_checkpoint(
     import ray
 
     from suite.metrics import SNNMonitor
-    from suite.models import create_model
+    from suite.models import create_model, options_for_task
     from suite.task_registry import get_task
 
     task = get_task(settings.task)
     eval_set = _eval_dataset(task, settings, rank, world_size)
-    model = create_model(settings.model, **task.model_kwargs(settings.time_steps))
+    model = create_model(settings.model, **options_for_task(settings.model, task, settings.time_steps))
     model = model.to(memory_format=torch.channels_last)  # as the training loop evaluates it
     model.load_state_dict(ray.get(config["state_dict"]), strict=True)
     model = model.to(device).eval()

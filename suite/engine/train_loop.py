@@ -57,14 +57,14 @@ def _train(settings: RunSettings, config: dict, rank: int, world_size: int, devi
     import ray.train.torch
 
     from suite.metrics import SNNMonitor
-    from suite.models import create_model
+    from suite.models import create_model, options_for_task
     from suite.task_registry import get_task
 
     task = get_task(settings.task)
     train_set, eval_set = _datasets(task, settings, rank, world_size)
 
     _seed_everything(settings.seed)  # the same initial weights on every rank
-    bare = create_model(settings.model, **task.model_kwargs(settings.time_steps))
+    bare = create_model(settings.model, **options_for_task(settings.model, task, settings.time_steps))
     # channels-last convolutions: oneDNN/cuDNN's fast layout, and what the fused BN+LIF reads without a copy
     bare = bare.to(memory_format=torch.channels_last)
     n_params = sum(p.numel() for p in bare.parameters())

@@ -1,9 +1,11 @@
-"""Model registry in the style of timm: every name is a tiny factory over one SpikformerConfig.
+"""The `spikformer` model family: every name is a tiny factory over one SpikformerConfig.
 
 `spikformer-L-D` means L encoder blocks of width D, for any L >= 1 and D divisible by 8. The paper's
 variants carry their stem, input and head count; other names get the stem's defaults and
 heads = D / head width of the stem (32 cifar, 64 imagenet, 16 dvs: the paper's own ratios, which
-reproduce every published variant's head count). Every field is overridable.
+reproduce every published variant's head count). Every field is overridable. The family
+registers under the `spikformer_suite.models` entry-point group like any other (pyproject.toml);
+`suite.models.create_model` finds it by the name's prefix.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 import re
 
 from suite.errors import UnknownNameError
+from suite.models.family import TASK_OPTIONS, ModelFamily
 from suite.models.spikformer import HEAD_DIM, STEM_POOLS, Spikformer, SpikformerConfig
 
 NAME_PATTERN = re.compile(r"^spikformer-(\d+)-(\d+)$")
@@ -65,7 +68,7 @@ def default_heads(dim: int, stem: str) -> int:
     return heads
 
 
-def model_config(name: str, num_classes: int | None = None, **overrides) -> SpikformerConfig:
+def spikformer_config(name: str, num_classes: int | None = None, **overrides) -> SpikformerConfig:
     match = NAME_PATTERN.match(name) if isinstance(name, str) else None
     if not match:
         raise _invalid_name(name, "names look like 'spikformer-4-384'")
@@ -92,10 +95,18 @@ def model_config(name: str, num_classes: int | None = None, **overrides) -> Spik
     return SpikformerConfig(depth=depth, dim=dim, **fields)
 
 
-def create_model(name: str, num_classes: int | None = None, **overrides) -> Spikformer:
-    """Build `name` (e.g. "spikformer-4-384"), optionally overriding any SpikformerConfig field."""
-    return Spikformer(model_config(name, num_classes, **overrides))
-
-
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+FAMILY = ModelFamily(
+    name="spikformer",
+    summary="Spikformer (Zhou et al., ICLR 2023): spiking patch splitting + spiking self-attention",
+    names=tuple(list_models()),
+    resolve=spikformer_config,
+    build=Spikformer,
+    pattern=NAME_PATTERN.pattern[1:-1],  # the same regex, without its anchors (matched in full)
+    pattern_help="any 'spikformer-L-D' with L blocks and D dims (D divisible by 8)",
+    options=tuple(name for name in OVERRIDABLE if name not in TASK_OPTIONS),
+    source="ZK-Zhou/spikformer (the official code; outputs equal in float64, tests/test_models.py)",
+)

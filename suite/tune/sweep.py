@@ -83,7 +83,7 @@ class SweepOutcome:
 def check_spec(spec: SweepSpec) -> None:
     """Bad input fails here, before Ray starts: options, and every bound/choice as a real setting."""
     from suite.engine.driver import preflight
-    from suite.models import model_config
+    from suite.models import model_config, options_for_task
     from suite.task_registry import get_task
     from suite.tune.trial import trial_settings
 
@@ -110,7 +110,7 @@ def check_spec(spec: SweepSpec) -> None:
             try:
                 settings = trial_settings(spec.task, spec.base_settings, {name: value})
                 if name == "model" or name == "time_steps":
-                    model_config(settings.model, **task.model_kwargs(settings.time_steps))
+                    model_config(settings.model, **options_for_task(settings.model, task, settings.time_steps))
             except SuiteError as err:
                 raise UsageError(f"search space ({spec.space_origin}) {name}={param.text}: value {value!r}: {err}") from err
             except (ValueError, KeyError) as err:

@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.events import events_to_frames, make_events  # noqa: E402
+from tasks.events.stream import events_to_frames, make_events  # noqa: E402
 
 
 def gesture_like_stream(n: int, seed: int = 0) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""NTU .skeleton parsing speed: tasks.ntu_skeleton against a reference-style line parser.
+"""NTU .skeleton parsing speed: tasks.ntu.skeleton against a reference-style line parser.
 
     python benchmarks/ntu_parse.py [--files 200] [--repeats 5] [--workers 1 2] [--min-ratio 3]
 
@@ -30,10 +30,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.ntu_cache import CacheSpec, SourceFile, _process_one, ensure_cache  # noqa: E402
-from tasks.ntu_ctrgcn import MAX_FRAMES  # noqa: E402
-from tasks.ntu_skeleton import read_skeleton  # noqa: E402
-from tasks.ntu_splits import parse_sample_name  # noqa: E402
+from tasks.ntu.cache import CacheSpec, SourceFile, _process_one, ensure_cache  # noqa: E402
+from tasks.ntu.ctrgcn import MAX_FRAMES  # noqa: E402
+from tasks.ntu.skeleton import read_skeleton  # noqa: E402
+from tasks.ntu.splits import parse_sample_name  # noqa: E402
 from tasks.preprocessing_cache import worker_context  # noqa: E402
 
 REAL_SAMPLES = Path(__file__).resolve().parents[2] / "shared/data/real-samples/ntu"
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         reference, fast = interleaved_best(reference_parse, read_skeleton, paths, args.repeats)
         rows.append(("reference-style line parser", 1, reference, 1.0))
-        rows.append(("tasks.ntu_skeleton (fast)", 1, fast, reference / fast))
+        rows.append(("tasks.ntu.skeleton (fast)", 1, fast, reference / fast))
 
         jobs = [(str(p), CacheSpec(frames=64, max_bodies=2)) for p in paths]
         serial = best_time(lambda: [_process_one(job) for job in jobs], args.repeats)

@@ -1,8 +1,8 @@
 """What every preprocessing cache of the suite shares: its folder, its build lock, its manifest, the
 worker processes that fill it, and how corrupt source files are counted and reported.
 
-Two caches use it: NTU skeletons (`tasks/ntu_cache.py`, one memory-mapped array) and event frames
-(`tasks/frame_cache.py`, one `.npz` per sample). They store different things, so each keeps its own
+Two caches use it: NTU skeletons (`tasks/ntu/cache.py`, one memory-mapped array) and event frames
+(`tasks/events/frame_cache.py`, one `.npz` per sample). They store different things, so each keeps its own
 layout and freshness rules; the machinery around them lives here once:
 
 - `build_lock` serialises builders of one cache: every process on the machine (several trainers,

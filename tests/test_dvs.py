@@ -13,10 +13,10 @@ import torch
 
 from suite.errors import CorruptDataError, DataNotFoundError, MissingExtraError
 from suite.task_registry import get_task
-from tasks.aedat import read_aedat4_events, read_aedat31_polarity, read_cifar10_dvs_aedat, sniff_version
-from tasks.dvs_gesture import read_gesture_labels
-from tasks.event_augment import apply_op, augment_event_frames
-from tasks.events import check_sensor_range, events_to_frames, make_events
+from tasks.events.aedat import read_aedat4_events, read_aedat31_polarity, read_cifar10_dvs_aedat, sniff_version
+from tasks.events.augment import apply_op, augment_event_frames
+from tasks.events.dvs_gesture import read_gesture_labels
+from tasks.events.stream import check_sensor_range, events_to_frames, make_events
 from tests.helpers.dvs_files import (
     CIFAR10_DVS_CLASSES,
     REAL_DVS,
@@ -497,7 +497,7 @@ def test_an_event_task_without_data_downloads_when_asked_and_names_a_failed_down
     """The EventTask contract a third event-camera task relies on: missing data without
     --download names the folder; a download that fails names the task, folder and cause; one
     that succeeds is followed by the normal build."""
-    from tasks.event_task import EventTask
+    from tasks.events.task import EventTask
 
     gesture = get_task("dvs128-gesture")
 

@@ -14,11 +14,10 @@ import torch
 
 from suite.errors import CorruptDataError, DataNotFoundError, UnknownNameError
 from suite.task_registry import get_task
-from tasks.ntu import NTU60
-from tasks.ntu_cache import CacheSpec, SourceFile, ensure_cache
-from tasks.ntu_preprocess import SPINE_MID, skeleton_to_clip
-from tasks.ntu_skeleton import parse_skeleton_bytes, read_skeleton
-from tasks.ntu_splits import (
+from tasks.ntu.cache import CacheSpec, SourceFile, ensure_cache
+from tasks.ntu.preprocess import SPINE_MID, skeleton_to_clip
+from tasks.ntu.skeleton import parse_skeleton_bytes, read_skeleton
+from tasks.ntu.splits import (
     PROTOCOLS,
     bundled_missing_names,
     is_train,
@@ -26,7 +25,8 @@ from tasks.ntu_splits import (
     read_missing_list,
     split_names,
 )
-from tasks.ntu_tokenize import NOT_AN_INT, tokenize
+from tasks.ntu.task import NTU60
+from tasks.ntu.tokenize import NOT_AN_INT, tokenize
 from tests.helpers.ntu_files import (
     BODY_ID_BASE,
     NTU_SAMPLES,
@@ -319,7 +319,7 @@ def test_cache_is_reused_then_rebuilt_incrementally_when_a_file_changes(tmp_path
     changed = root / "ntu60" / "nturgb+d_skeletons" / f"{TRAIN_XSUB[1]}.skeleton"
     write_sample(changed.parent, TRAIN_XSUB[1], np.random.default_rng(99), frames=33)
     os.utime(changed, ns=(stamp + 10**9, stamp + 10**9))
-    with caplog.at_level(logging.INFO, logger="tasks.ntu_cache"):
+    with caplog.at_level(logging.INFO, logger="tasks.ntu.cache"):
         rebuilt = task.build_dataset("train", data=tmp_path, augment=False)
     assert "preprocessing 1 skeleton files" in caplog.text and "4 reused" in caplog.text
     sizes = {s["name"]: s["size"] for s in json.loads(_manifest(root).read_text())["samples"]}
@@ -390,7 +390,7 @@ def test_missing_data_and_empty_split_errors(tmp_path):
 
 
 def test_parallel_preprocessing_matches_serial(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr("tasks.ntu_cache._IN_PROCESS_BELOW", 0)  # use the pool even for a few files
+    monkeypatch.setattr("tasks.ntu.cache._IN_PROCESS_BELOW", 0)  # use the pool even for a few files
     rng = np.random.default_rng(11)
     names = [f"S001C00{1 + i % 3}P{1 + i % 40:03d}R001A{1 + i % 60:03d}" for i in range(36)]
     paths = [write_sample(tmp_path / "src", name, rng, frames=12, bodies=1 + i % 2) for i, name in enumerate(names)]

@@ -1,4 +1,4 @@
-"""The ctrgcn NTU preprocessing (tasks/ntu_ctrgcn.py) on the real .skeleton sample files: denoising,
+"""The ctrgcn NTU preprocessing (tasks/ntu/ctrgcn.py) on the real .skeleton sample files: denoising,
 centring, the crop-resize of training and evaluation, its cache, the task option and a real run."""
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from suite.engine.config import resolve_settings
 from suite.errors import CorruptDataError, UnknownNameError, UsageError
 from suite.task_registry import get_task
-from tasks.ntu import NTU60
-from tasks.ntu_ctrgcn import (
+from tasks.ntu.ctrgcn import (
     EVAL_CROP,
     MAX_FRAMES,
     MIN_CROP,
@@ -27,8 +26,9 @@ from tasks.ntu_ctrgcn import (
     resize_frames,
     rotation_matrix,
 )
-from tasks.ntu_preprocess import SPINE_MID
-from tasks.ntu_skeleton import parse_skeleton_bytes, read_skeleton
+from tasks.ntu.preprocess import SPINE_MID
+from tasks.ntu.skeleton import parse_skeleton_bytes, read_skeleton
+from tasks.ntu.task import NTU60
 from tests.helpers.ntu_files import BODY_ID_BASE, NTU_SAMPLES, format_skeleton
 from tests.helpers.real_samples import needs_real_samples
 
@@ -191,7 +191,7 @@ def test_rotation_is_proper_and_keeps_absent_bodies_zero():
     matrix = rotation_matrix([0.3, -0.2, 0.1])
     np.testing.assert_allclose(matrix @ matrix.T, np.eye(3), atol=1e-6)
     assert np.linalg.det(matrix) == pytest.approx(1, abs=1e-6)
-    from tasks.ntu_ctrgcn import random_rotation
+    from tasks.ntu.ctrgcn import random_rotation
 
     clip = resize_frames(ctrgcn_sequence(_real("S001C001P001R001A001")), 64)
     torch.manual_seed(0)

@@ -176,7 +176,7 @@ import suite
 from suite.leaderboard.references import load_references
 from suite.models import lif_cpu
 from suite.task_registry import get_task
-from tasks.ntu_splits import bundled_missing_names
+from tasks.ntu.splits import bundled_missing_names
 print(suite.__file__)
 assert lif_cpu.available(), lif_cpu.status()
 print(len(load_references()), len(bundled_missing_names("ntu120")))

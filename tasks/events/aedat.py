@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from suite.errors import CorruptDataError, MissingExtraError
-from tasks.events import EVENT_DTYPE, make_events
+from tasks.events.stream import EVENT_DTYPE, make_events
 
 log = logging.getLogger(__name__)
 

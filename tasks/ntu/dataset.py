@@ -7,8 +7,8 @@ from typing import Callable
 import numpy as np
 from torch.utils.data import Dataset
 
-from tasks.ntu_ctrgcn import crop_resize
-from tasks.ntu_encode import SkeletonEncoder
+from tasks.ntu.ctrgcn import crop_resize
+from tasks.ntu.encode import SkeletonEncoder
 
 
 class NTUSkeletonDataset(Dataset):
@@ -17,7 +17,7 @@ class NTUSkeletonDataset(Dataset):
 
     With `window` set (the "ctrgcn" preprocessing), a cache row holds a whole sequence of `frames[i]`
     frames and each read crops and resizes it to `window` frames: a random crop when `augment` is
-    set (training), the centre crop otherwise (`tasks.ntu_ctrgcn.crop_resize`). `augment` is a
+    set (training), the centre crop otherwise (`tasks.ntu.ctrgcn.crop_resize`). `augment` is a
     function of one clip `[frames, bodies, 25, 3]` (picklable, e.g. a functools.partial).
 
     Besides the samples it reports what was left out, never silently: `skipped` (corrupt files

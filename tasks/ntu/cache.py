@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from suite.errors import CorruptDataError
-from tasks.ntu_ctrgcn import ctrgcn_sequence, fit_capacity
-from tasks.ntu_preprocess import COORDS, skeleton_to_clip
-from tasks.ntu_skeleton import JOINTS, read_skeleton
+from tasks.ntu.ctrgcn import ctrgcn_sequence, fit_capacity
+from tasks.ntu.preprocess import COORDS, skeleton_to_clip
+from tasks.ntu.skeleton import JOINTS, read_skeleton
 from tasks.preprocessing_cache import build_lock, preprocess_all, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ CACHE_VERSION = 1  # bump whenever the preprocessing output changes
 MANIFEST = "manifest.json"
 _IN_PROCESS_BELOW = 256  # fewer files: starting worker processes (~1-2 s) costs more than it saves
 _COPY_CHUNK = 2048
-PREPROCESSINGS = ("suite", "ctrgcn")  # tasks/ntu_preprocess.py, tasks/ntu_ctrgcn.py
+PREPROCESSINGS = ("suite", "ctrgcn")  # tasks/ntu/preprocess.py, tasks/ntu/ctrgcn.py
 
 
 @dataclass(frozen=True)

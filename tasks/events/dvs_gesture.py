@@ -17,14 +17,14 @@ import numpy as np
 
 from suite.errors import CorruptDataError, DataNotFoundError
 from suite.task import TaskConfig
-from tasks.aedat import read_aedat31_polarity
-from tasks.event_task import EventTask
-from tasks.events import make_events
-from tasks.frame_cache import SourceItem
+from tasks.events.aedat import read_aedat31_polarity
+from tasks.events.frame_cache import SourceItem
+from tasks.events.stream import make_events
+from tasks.events.task import EventTask
 
 log = logging.getLogger(__name__)
 
-CONFIG = TaskConfig.from_yaml(resources.files("tasks") / "dvs128_gesture.yaml")
+CONFIG = TaskConfig.from_yaml(resources.files("tasks.events") / "dvs128_gesture.yaml")
 
 NUM_CLASSES = CONFIG.num_classes
 IBM_SUBFOLDER = "DvsGesture"  # what DvsGesture.tar.gz extracts to

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from suite.errors import DataNotFoundError
 from suite.task import Task
-from tasks.frame_cache import SourceItem
+from tasks.events.frame_cache import SourceItem
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class EventTask(Task):
             return False
 
     def build_real_dataset(self, split, *, data_root, protocol, time_steps, download, skip_corrupt, augment):
-        from tasks.event_dataset import build_frames_dataset
+        from tasks.events.dataset import build_frames_dataset
 
         data_dir = self.data_dir(data_root)
         found = self.find_layout(data_dir)

@@ -48,8 +48,8 @@ import torch
 import torch.nn.functional as F
 
 from suite.errors import CorruptDataError
-from tasks.ntu_preprocess import MIN_TRACK_FRAMES, SPINE_MID, body_tracks
-from tasks.ntu_skeleton import SkeletonFile
+from tasks.ntu.preprocess import MIN_TRACK_FRAMES, SPINE_MID, body_tracks
+from tasks.ntu.skeleton import SkeletonFile
 
 SLOTS = 2  # actor 1 and actor 2: the scripts' two 75-value halves of a frame
 MAX_FRAMES = 300  # cache capacity per sample: NTU's longest sequence ("max_num_frames ... # 300")

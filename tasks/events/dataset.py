@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import Dataset
 
 from suite.errors import CorruptDataError
-from tasks.event_augment import augment_event_frames
-from tasks.frame_cache import FrameCache
+from tasks.events.augment import augment_event_frames
+from tasks.events.frame_cache import FrameCache
 
 
 class EventFramesDataset(Dataset):
@@ -69,7 +69,7 @@ def build_frames_dataset(
     augment: bool,
 ) -> EventFramesDataset:
     """Build (or reuse) the frame cache of one split and wrap it as a dataset."""
-    from tasks.frame_cache import build_or_load, cache_directory
+    from tasks.events.frame_cache import build_or_load, cache_directory
 
     cache = build_or_load(
         cache_directory(data_dir, layout, split, time_steps, split_by),

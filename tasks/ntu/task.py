@@ -5,16 +5,16 @@ folder down (the official zips unpack to `nturgb+d_skeletons/` and, for NTU120,
 `nturgbd_skeletons_s018_to_s032/`). Samples on the official missing-skeleton list are excluded by
 name and counted; an NTU120 folder also works for ntu60 (setups 18+ and actions 61+ are left out).
 
-Pipeline: every file is parsed once (`ntu_skeleton`, compiled tokenizer), preprocessed, and stored
-in a memory-mapped cache with a manifest (`ntu_cache`); datasets of both splits and every protocol
-read that one cache. Each sample then becomes a Spikformer input (`ntu_encode`). Two preprocessings
+Pipeline: every file is parsed once (`skeleton.py`, compiled tokenizer), preprocessed, and stored
+in a memory-mapped cache with a manifest (`cache.py`); datasets of both splits and every protocol
+read that one cache. Each sample then becomes a Spikformer input (`encode.py`). Two preprocessings
 (`recipe.preprocess`, `--preprocess`), each with its own cache; both feed the encoder a clip of
 `extra.frames` = 64 frames x 2 bodies x 25 joints x (x, y, z) in metres, origin at the spine-middle
 joint of the main actor in the first frame:
-- `suite` (the default, `ntu_preprocess`): the two most moving bodies (per-joint deviation over
+- `suite` (the default, `preprocess.py`): the two most moving bodies (per-joint deviation over
   time); the whole sequence resampled to 64 frames once, in the cache; training augmentation: a
   yaw rotation within +-`augment_max_angle` degrees and a scaling within +-`augment_scale`.
-- `ctrgcn` (`ntu_ctrgcn`, for numbers comparable to the skeleton literature): CTR-GCN's denoising
+- `ctrgcn` (`ctrgcn.py`, for numbers comparable to the skeleton literature): CTR-GCN's denoising
   (body length, spread and motion) and centring; the cache keeps the whole sequence and each read
   takes CTR-GCN's crop resized to 64 frames (train: a random 50-100% crop, eval: the centre 95%);
   training augmentation: CTR-GCN's random rotation about x, y and z within +-0.3 rad.
@@ -43,13 +43,13 @@ import numpy as np
 
 from suite.errors import CorruptDataError, DataNotFoundError, PluginError
 from suite.task import Task, TaskConfig
-from tasks.ntu_cache import PREPROCESSINGS, CacheSpec, SkeletonCache, SourceFile, ensure_cache
-from tasks.ntu_ctrgcn import MAX_FRAMES, SLOTS, random_rotation
-from tasks.ntu_dataset import NTUSkeletonDataset
-from tasks.ntu_encode import ENCODERS, SkeletonEncoder, augment_clip
-from tasks.ntu_preprocess import COORDS
-from tasks.ntu_skeleton import JOINTS
-from tasks.ntu_splits import (
+from tasks.ntu.cache import PREPROCESSINGS, CacheSpec, SkeletonCache, SourceFile, ensure_cache
+from tasks.ntu.ctrgcn import MAX_FRAMES, SLOTS, random_rotation
+from tasks.ntu.dataset import NTUSkeletonDataset
+from tasks.ntu.encode import ENCODERS, SkeletonEncoder, augment_clip
+from tasks.ntu.preprocess import COORDS
+from tasks.ntu.skeleton import JOINTS
+from tasks.ntu.splits import (
     MISSING_LIST_NAMES,
     bundled_missing_names,
     in_dataset,
@@ -61,7 +61,7 @@ from tasks.preprocessing_cache import check_corrupt
 
 log = logging.getLogger(__name__)
 
-_HERE = resources.files("tasks")  # the configs ship inside the package
+_HERE = resources.files("tasks.ntu")  # the configs ship inside the package
 SUFFIX = ".skeleton"
 CACHE_DIR = "cache"
 
@@ -196,7 +196,7 @@ class NTUTask(Task):
             raise DataNotFoundError(
                 f"{where} is empty: none of the {len(cache.samples)} samples found under {data_dir} belongs "
                 f"to it{' (after skipping corrupt files)' if corrupt else ''}; the {protocol} protocol "
-                f"needs files of both splits (see tasks/ntu_splits.py)"
+                f"needs files of both splits (see tasks/ntu/splits.py)"
             )
         log.info("%s: %d samples (%s preprocessing)", where, len(rows), self.preprocess)
         extra = self.config.extra

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from suite.errors import CorruptDataError
-from tasks.ntu_skeleton import JOINTS, SkeletonFile
+from tasks.ntu.skeleton import JOINTS, SkeletonFile
 
 MIN_TRACK_FRAMES = 11
 SPINE_MID = 1  # Kinect v2 joint 2 (1-based): middle of the spine

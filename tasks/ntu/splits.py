@@ -41,7 +41,7 @@ MISSING_LIST_NAMES = {
     "ntu60": "NTU_RGBD_samples_with_missing_skeletons.txt",
     "ntu120": "NTU_RGBD120_samples_with_missing_skeletons.txt",
 }
-_BUNDLED_MISSING = resources.files("tasks") / "ntu_missing_skeletons.csv"
+_BUNDLED_MISSING = resources.files("tasks.ntu") / "missing_skeletons.csv"
 
 
 class SampleName(NamedTuple):  # a NamedTuple: ~3x cheaper to build than a frozen dataclass

@@ -8,7 +8,7 @@ The format (Kinect v2, one file per sample, CRLF or LF endings, E-notation may o
                            <joint count>                         (always 25)
                            per joint: x y z depthX depthY colorX colorY oW oX oY oZ trackingState
 
-Speed: the whole file is read as bytes and converted in one compiled pass (`ntu_tokenize`); only
+Speed: the whole file is read as bytes and converted in one compiled pass (`tokenize.py`); only
 the small frame/body structure is walked in Python, the joint blocks are gathered with one fancy
 index, and the per-line value counts are checked against the structure in one array comparison (so
 a short or long line is caught even when the totals add up). Body IDs are 17-digit integers that
@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from suite.errors import CorruptDataError
-from tasks.ntu_tokenize import NOT_AN_INT, tokenize_to_scratch
+from tasks.ntu.tokenize import NOT_AN_INT, tokenize_to_scratch
 
 JOINTS = 25
 JOINT_FIELDS = 12  # x y z depthX depthY colorX colorY orientationW/X/Y/Z trackingState

@@ -15,13 +15,13 @@ import numpy as np
 
 from suite.errors import DataNotFoundError
 from suite.task import TaskConfig
-from tasks.aedat import read_aedat4_events, read_cifar10_dvs_aedat
-from tasks.event_task import EventTask
-from tasks.frame_cache import CACHE_PREFIX, SourceItem
+from tasks.events.aedat import read_aedat4_events, read_cifar10_dvs_aedat
+from tasks.events.frame_cache import CACHE_PREFIX, SourceItem
+from tasks.events.task import EventTask
 
 log = logging.getLogger(__name__)
 
-CONFIG = TaskConfig.from_yaml(resources.files("tasks") / "cifar10_dvs.yaml")
+CONFIG = TaskConfig.from_yaml(resources.files("tasks.events") / "cifar10_dvs.yaml")
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 TONIC_SUBFOLDER = "CIFAR10DVS"  # where tonic.datasets.CIFAR10DVS(save_to=...) puts its copy

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from suite.errors import CorruptDataError, DataNotFoundError
-from tasks.events import check_sensor_range, events_to_frames
+from tasks.events.stream import check_sensor_range, events_to_frames
 from tasks.preprocessing_cache import build_lock, check_corrupt, preprocess_all, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)

@@ -156,7 +156,7 @@ def build_or_load(
 
 def _build(directory, items, settings, sources, time_steps, split_by, sensor_size, skip_corrupt, workers,
            description) -> dict:
-    for stale in directory.glob("*.npz"):
+    for stale in [*directory.glob("*.npz"), *directory.glob(".*.tmp*")]:  # .tmp*: a build killed half-way
         stale.unlink()
     (directory / MANIFEST).unlink(missing_ok=True)
     log.info("%s: converting %d source file(s) to %d-frame samples into %s", description, len(items), time_steps,

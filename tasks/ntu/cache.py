@@ -14,8 +14,9 @@ The settings name the preprocessing (`PREPROCESSINGS`): "suite" stores every sam
 The cache is fresh when every source's path, size and mtime match the manifest. Otherwise it is
 rebuilt incrementally: unchanged samples are copied from the old arrays, only new or changed files
 are parsed (in a process pool, with a progress bar), and the new folder replaces the old one in one
-rename, so a reader never sees a half-written cache (a build killed half-way loses nothing but its
-staging folder). The lock, worker processes and corrupt-file reporting are `tasks.preprocessing_cache`'s.
+rename, so a reader never sees a half-written cache (a build killed half-way leaves the previous
+cache as it was, and a staging folder that the next build removes). The lock, worker processes and
+corrupt-file reporting are `tasks.preprocessing_cache`'s.
 """
 
 from __future__ import annotations
@@ -150,8 +151,10 @@ def _read_manifest(folder: Path) -> dict | None:
 def _build(folder, sources, spec, old, workers, description) -> SkeletonCache:
     started = time.perf_counter()
     reusable = _reusable_rows(old, sources, spec)
+    for pattern in (".{}.building-*", ".{}.retired-*"):  # left by a builder killed half-way (we hold the lock)
+        for leftover in folder.parent.glob(pattern.format(folder.name)):
+            shutil.rmtree(leftover, ignore_errors=True)
     staging = folder.with_name(f".{folder.name}.building-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     shape = (len(sources), *spec.clip_shape())
     clips = np.lib.format.open_memmap(staging / "clips.npy", mode="w+", dtype=np.float32, shape=shape)

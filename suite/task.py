@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 
 from suite.errors import DataNotFoundError, PluginError, UnknownNameError
+from suite.run_settings import FIELDS, RECIPE_FIELDS
 
 ENTRY_POINT_GROUP = "spikformer_suite.tasks"
 DATA_ROOT_ENV = "SUITE_DATA_ROOT"
@@ -40,42 +41,31 @@ def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
     return Path(chosen).expanduser()
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """The paper's training recipe for a task; every `suite run` default comes from here.
+# Recipe values that are not run settings (no flag, not among the run's params): the image tasks'
+# augmentation reads them.
+RECIPE_ONLY_FIELDS = (
+    ("randaugment", "str | None", field(default=None)),  # timm RandAugment string, e.g. "rand-m9-n1-mstd0.4-inc1"
+    ("random_erasing", "float", field(default=0.0)),
+)
 
-    Epoch counts follow timm's train script, which the official code is: `epochs` is every epoch
-    trained, the cosine spanning `epochs - cooldown_epochs` of them (timm's `--epochs`) and the
-    last `cooldown_epochs` holding `min_lr`; the LR starts at `warmup_lr` and rises linearly over
-    `warmup_epochs`. `mixup_off_epoch` > 0 turns mixup/cutmix off from that epoch (0: never).
-    `batch_size` is the global batch (all workers together).
-    """
+Recipe = dataclasses.make_dataclass(
+    "Recipe",
+    [(name, FIELDS[name].type, field(default=FIELDS[name].default)) for name in RECIPE_FIELDS] + list(RECIPE_ONLY_FIELDS),
+    frozen=True,
+    namespace={
+        "__module__": __name__,
+        "__doc__": """The paper's training recipe for a task; every `suite run` default comes from here.
 
-    model: str
-    time_steps: int
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    warmup_epochs: int = 0
-    cooldown_epochs: int = 0
-    min_lr: float = 1e-5
-    warmup_lr: float = 1e-6
-    sched_on_updates: bool = False  # timm's --sched-on-updates: step the LR per update, not per epoch
-    warmup_prefix: bool = False  # timm's --warmup-prefix: the cosine starts after the warm-up, at lr
-    optimizer: str = "adamw"
-    schedule: str = "cosine"
-    label_smoothing: float = 0.1
-    mixup: float = 0.0  # Beta(alpha, alpha) for mixup; 0 disables it
-    cutmix: float = 0.0  # Beta(alpha, alpha) for cutmix; 0 disables it
-    mixup_prob: float = 1.0
-    mixup_switch_prob: float = 0.5  # chance of cutmix instead of mixup when both are on
-    mixup_mode: str = "batch"  # timm's Mixup mode: one lambda per "batch", "pair" or "elem"
-    mixup_off_epoch: int = 0
-    randaugment: str | None = None  # timm RandAugment string, e.g. "rand-m9-n1-mstd0.4-inc1"
-    random_erasing: float = 0.0
-    amp: str = "off"
-    preprocess: str | None = None  # the named data preprocessing, for tasks offering a choice (NTU)
+    Its fields are the run settings declared with `recipe(...)` in `suite.run_settings.RunSettings`
+    (same names, types and defaults; a field without a default must be set by every task), then
+    RECIPE_ONLY_FIELDS. Epoch counts follow timm's train script, which the official code is:
+    `epochs` is every epoch trained, the cosine spanning `epochs - cooldown_epochs` of them (timm's
+    `--epochs`) and the last `cooldown_epochs` holding `min_lr`; the LR starts at `warmup_lr` and
+    rises linearly over `warmup_epochs`. `mixup_off_epoch` > 0 turns mixup/cutmix off from that
+    epoch (0: never). `batch_size` is the global batch (all workers together).
+    """,
+    },
+)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from suite.cli import program_name
+from suite.commands.setting_flags import add_setting_flags, overrides_from_args
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,9 @@ an official Spikformer checkpoint (timm layout: state_dict / state_dict_ema, `mo
 an `args` namespace whose depth, dim, heads, T and patch size are checked against the model); or
 a bare state_dict with either key naming. Files load with torch.load(weights_only=True), allowing
 only argparse.Namespace besides tensors; anything else is refused unless --trust-checkpoint.
+
+Settings: the task's recipe, then what the checkpoint records (a `suite run`'s config, an official
+checkpoint's model and T), then the flags below.
 """
 
 EPILOG = """\
@@ -29,16 +33,7 @@ examples:
   {prog} eval --task cifar10 --checkpoint state.pt --data synthetic --workers 2 --neurobench
 """
 
-# `suite run` flags that make sense for an evaluation (the training ones do not).
-RUN_FLAGS = (
-    "--protocol", "--model", "--time-steps", "--batch-size", "--workers", "--cpus-per-worker", "--gpus-per-worker",
-    "--loader-workers", "--amp", "--seed", "--synthetic-size", "--experiment", "--tracking-uri", "--address",
-    "--storage-path",
-)
-
-
 def register(subparsers) -> None:
-    from suite.commands.run import VALUE_FLAGS
     from suite.models.checkpoints import FORMATS
 
     p = subparsers.add_parser(
@@ -54,21 +49,11 @@ def register(subparsers) -> None:
     p.add_argument("--use-ema", action="store_true", help="take a timm checkpoint's state_dict_ema instead of its state_dict")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow arbitrary pickled objects (can run code: trusted files only)")
     p.add_argument("--neurobench", action="store_true", help="also compute NeuroBench's metrics (needs the neurobench extra)")
-    p.add_argument(
-        "--data", metavar="synthetic|PATH",
-        help="'synthetic' or the data root holding the task's folder (default: the run's, else as in `suite run`)",
-    )
-    p.add_argument("--data-root", metavar="PATH", help="the data root (same as --data PATH)")
-    for flag in RUN_FLAGS:
-        dest, metavar, text = VALUE_FLAGS[flag]
-        p.add_argument(flag, dest=dest, metavar=metavar, help=text)
-    p.add_argument("--skip-corrupt", action="store_true", default=None, help="skip unreadable samples instead of failing")
-    p.add_argument("--download", action="store_true", default=None, help="download the dataset if the task supports it")
+    add_setting_flags(p, "eval")  # the settings an evaluation uses; the training ones do not apply
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from suite.commands.run import overrides_from_args
     from suite.engine.eval_driver import EvalRequest, plan_eval, start_eval
     from suite.engine.stop_signals import RunInterrupted
 

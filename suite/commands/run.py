@@ -6,6 +6,8 @@ import argparse
 import logging
 
 from suite.cli import program_name
+from suite.commands.setting_flags import add_setting_flags, overrides_from_args
+from suite.run_settings import flag
 
 log = logging.getLogger(__name__)
 
@@ -38,39 +40,6 @@ later --resume) finds them, with no shared file system. A worker that dies is re
 --max-failures times. Set SUITE_TEST_CRASH (see suite/engine/crash_injection.py) only to test that.
 """
 
-# flag -> RunSettings field; every value is taken as text and checked by suite.engine.config so
-# that a bad one gives a one-line error naming the flag.
-VALUE_FLAGS = {
-    "--protocol": ("protocol", "PROTOCOL", "evaluation protocol (default: the task's first)"),
-    "--model": ("model", "NAME", "model name, e.g. spikformer-4-384 (default: the recipe's)"),
-    "--epochs": ("epochs", "N", "training epochs, cool-down included (a short run scales the recipe's schedule: README)"),
-    "--batch-size": ("batch_size", "N", "global batch size, split evenly across workers"),
-    "--lr": ("lr", "LR", "peak learning rate"),
-    "--weight-decay": ("weight_decay", "WD", "weight decay (not applied to biases/norms)"),
-    "--warmup-epochs": ("warmup_epochs", "N", "linear warm-up epochs of timm's cosine schedule"),
-    "--cooldown-epochs": ("cooldown_epochs", "N", "last epochs held at the minimum learning rate"),
-    "--mixup-off-epoch": ("mixup_off_epoch", "N", "turn mixup/cutmix off from this epoch (0: never)"),
-    "--label-smoothing": ("label_smoothing", "EPS", "label smoothing of the cross-entropy"),
-    "--mixup": ("mixup", "ALPHA", "mixup alpha (0 disables)"),
-    "--cutmix": ("cutmix", "ALPHA", "cutmix alpha (0 disables)"),
-    "--time-steps": ("time_steps", "T", "simulation time steps T"),
-    "--preprocess": ("preprocess", "NAME", "the task's data preprocessing, e.g. ntu60: suite or ctrgcn (default: the recipe's)"),
-    "--workers": ("workers", "N", "Ray Train workers (default 1)"),
-    "--cpus-per-worker": ("cpus_per_worker", "N", "CPUs (and torch threads) per worker; 0: share this machine's CPUs"),
-    "--gpus-per-worker": ("gpus_per_worker", "G", "GPUs per worker (0: CPU training with gloo; >0: CUDA with nccl)"),
-    "--loader-workers": ("loader_workers", "N", "DataLoader processes per worker (default 0)"),
-    "--amp": ("amp", "off|bf16|fp16", "mixed precision: bf16 (CPU or CUDA), fp16 (CUDA only)"),
-    "--seed": ("seed", "N", "random seed (default 0)"),
-    "--max-failures": ("max_failures", "K", "restarts of a failed worker group from its last checkpoint (default 1; -1: unlimited)"),
-    "--synthetic-size": ("synthetic_size", "N", "samples per split with --data synthetic (default: the task's)"),
-    "--experiment": ("experiment", "NAME", "MLflow experiment (default spikformer-suite)"),
-    "--tracking-uri": ("tracking_uri", "URI", "MLflow store: sqlite:///PATH.db or http(s)://HOST:PORT (default: "
-                       "$MLFLOW_TRACKING_URI, else sqlite in $SUITE_HOME)"),
-    "--address": ("address", "ADDRESS", "join this Ray cluster (default: $RAY_ADDRESS, else an embedded local Ray "
-                  "on 127.0.0.1)"),
-    "--storage-path": ("storage_path", "PATH|URI", "Ray Train checkpoints (and Tune state): a shared folder, "
-                       "s3://BUCKET/PATH or gs://BUCKET/PATH (default: $SUITE_HOME/ray_results)"),
-}
 # Flags that may accompany --resume: they say where to run, not what.
 RESUME_FLAGS = ("tracking_uri", "address")
 
@@ -82,32 +51,10 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--task", metavar="TASK", help="task name (see the `tasks` command); required unless --resume")
-    p.add_argument(
-        "--data", metavar="synthetic|PATH",
-        help="'synthetic' for generated data of the task's shapes, or the data root holding the task's folder "
-        "(default: --data-root, else $SUITE_DATA_ROOT, else ~/.cache/spikformer-suite/data)",
-    )
-    p.add_argument("--data-root", metavar="PATH", help="the data root (same as --data PATH)")
-    for flag, (dest, metavar, text) in VALUE_FLAGS.items():
-        p.add_argument(flag, dest=dest, metavar=metavar, help=text)
-    p.add_argument("--skip-corrupt", action="store_true", default=None, help="skip unreadable samples instead of failing")
-    p.add_argument("--download", action="store_true", default=None, help="download the dataset if the task supports it")
+    add_setting_flags(p, "run")
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file of settings overriding the recipe (flags override it)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue the MLflow run RUN_ID (its driver died) from its last checkpoint")
     p.set_defaults(func=run)
-
-
-def overrides_from_args(args: argparse.Namespace) -> dict:
-    from suite.errors import UsageError
-
-    # getattr with a default: `suite tune` reuses this with a subset of the flags.
-    values = {dest: getattr(args, dest, None) for dest, _, _ in VALUE_FLAGS.values()}
-    values["skip_corrupt"] = args.skip_corrupt
-    values["download"] = args.download
-    if args.data is not None and args.data_root is not None:
-        raise UsageError("give either --data or --data-root, not both")
-    values["data"] = args.data if args.data is not None else args.data_root
-    return values
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume:
         given = sorted(k for k, v in overrides.items() if v is not None and k not in RESUME_FLAGS)
         if args.task or args.config or given:
-            named = ", ".join(["--task"] * bool(args.task) + ["--config"] * bool(args.config) + [f"--{k.replace('_', '-')}" for k in given])
+            named = ", ".join(["--task"] * bool(args.task) + ["--config"] * bool(args.config) + [flag(k) for k in given])
             raise UsageError(f"--resume continues a run with its stored config; drop {named}")
         return _resume(args.resume, overrides)
     if not args.task:

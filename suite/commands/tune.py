@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from suite.cli import program_name
+from suite.commands.setting_flags import add_setting_flags, overrides_from_args
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +31,7 @@ stopping: Ctrl-C, `kill PID` (SIGTERM) and `suite jobs stop` stop a sweep gracef
 its runs end KILLED and --resume continues it; the exit status is 130 (Ctrl-C) or 143 (SIGTERM).
 """
 
-# `suite run` flags that `suite tune` does not take as such.
-NOT_FOR_TUNE = ("--workers",)
-
-
 def register(subparsers) -> None:
-    from suite.commands.run import VALUE_FLAGS
-
     p = subparsers.add_parser(
         "tune", help="hyperparameter sweep (Ray Tune + ASHA, MLflow parent/nested runs)",
         description=DESCRIPTION, epilog=EPILOG.format(prog=program_name()),
@@ -51,21 +46,13 @@ def register(subparsers) -> None:
     p.add_argument("--workers-per-trial", metavar="N", help="Ray Train workers of each trial (default 1)")
     p.add_argument("--grace-period", type=int, default=1, metavar="EPOCHS", help="ASHA: epochs before a trial can be stopped")
     p.add_argument("--resume", metavar="SWEEP", help="continue the interrupted sweep SWEEP (sweep-<run id>)")
-    p.add_argument("--data", metavar="synthetic|PATH", help="'synthetic' or the data root (as in `suite run`)")
-    p.add_argument("--data-root", metavar="PATH", help="the data root (same as --data PATH)")
-    for flag, (dest, metavar, text) in VALUE_FLAGS.items():
-        if flag not in NOT_FOR_TUNE:
-            p.add_argument(flag, dest=dest, metavar=metavar, help=text)
-    p.add_argument("--skip-corrupt", action="store_true", default=None, help="skip unreadable samples")
-    p.add_argument("--download", action="store_true", default=None, help="download the dataset if the task supports it")
     p.add_argument("--config", metavar="FILE.yaml", help="YAML settings overriding the recipe (flags override it)")
+    add_setting_flags(p, "tune")  # every trial's settings but the sampled ones; not --workers (--workers-per-trial)
     p.set_defaults(func=run)
 
 
 def base_overrides(args: argparse.Namespace) -> dict:
     """The `suite run` settings every trial shares, as given on the command line (None: unset)."""
-    from suite.commands.run import overrides_from_args
-
     return {**overrides_from_args(args), "workers": args.workers_per_trial}
 
 

@@ -1,11 +1,10 @@
 """The resolved configuration of one `suite run`: task recipe < `--config FILE.yaml` < flags.
 
 `resolve_settings` merges the three layers, converts and validates every value and names the
-source of a bad one (the flag, the YAML file or the task recipe) in a one-line UsageError. The
-result, `RunSettings`, is a flat dataclass: it is the MLflow params of the run, the YAML artifact
-`config.yaml`, and the `train_loop_config` every Ray worker receives.
+source of a bad one (the flag, the YAML file or the task recipe) in a one-line UsageError. Each
+value is checked by the kind its field declares in `suite.run_settings.RunSettings`, the result;
+this module adds only the checks that involve several settings or the machine.
 
-Batch size is global (the paper's number): each of the N workers gets batch_size // N samples.
 A run that changes its recipe (a flag, a --config value, the CPU's amp fallback, a short run's
 scaled schedule: see suite.engine.recipe_fit) says so once in its log, and `recipe_deviations`
 records it among the MLflow params.
@@ -13,7 +12,6 @@ records it among the MLflow params.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
@@ -24,102 +22,14 @@ import yaml
 
 from suite.engine.recipe_fit import fit_to_run, recipe_deviations
 from suite.errors import UsageError
+from suite.run_settings import FIELD_NAMES, FIELDS, RECIPE_FIELDS, SETTINGS, RunSettings, flag, has_default
 from suite.schema import DATA_SYNTHETIC
 
 log = logging.getLogger(__name__)
 
-AMP_MODES = ("off", "bf16", "fp16")
-SUPPORTED_OPTIMIZERS = ("adamw",)
-SUPPORTED_SCHEDULES = ("cosine",)
-
-# Fields that only say where/how the run executes, not what it computes: they are left out of
-# the config hash so that the same experiment on 1 or 8 workers, or another seed, aggregates.
-EXECUTION_FIELDS = (
-    "seed", "workers", "gpus_per_worker", "cpus_per_worker", "loader_workers", "max_failures",
-    "address", "tracking_uri", "experiment", "download", "data", "storage_path", "tracking_uri_source",
-    "address_source",
-)
-DERIVED_FIELDS = ("recipe_deviations",)  # follow from the others; not part of the config hash
-MIXUP_MODES = ("batch", "pair", "elem")
 # Where each connection setting came from (flag, config file, environment variable, default): set
 # by `resolve_settings`, recorded in the run's params.
 SOURCE_FIELDS = {"tracking_uri": "tracking_uri_source", "address": "address_source"}
-
-
-@dataclass
-class RunSettings:
-    task: str
-    protocol: str
-    model: str
-    data: str  # "synthetic" or the absolute data root
-    time_steps: int
-    epochs: int
-    batch_size: int  # global, split across workers
-    lr: float
-    weight_decay: float
-    warmup_epochs: int
-    cooldown_epochs: int
-    min_lr: float
-    warmup_lr: float
-    sched_on_updates: bool
-    warmup_prefix: bool
-    label_smoothing: float
-    mixup: float
-    cutmix: float
-    mixup_prob: float
-    mixup_switch_prob: float
-    mixup_mode: str
-    mixup_off_epoch: int
-    amp: str
-    optimizer: str
-    schedule: str
-    preprocess: str | None = None  # the task's named data preprocessing (NTU: suite | ctrgcn); None: no choice
-    seed: int = 0
-    synthetic_size: int | None = None  # samples per split; None: the task's default
-    workers: int = 1
-    gpus_per_worker: float = 0.0
-    cpus_per_worker: int = 0  # 0: share the machine's CPUs evenly among the workers
-    loader_workers: int = 0  # DataLoader processes per worker
-    skip_corrupt: bool = False
-    download: bool = False
-    max_failures: int = 1
-    experiment: str = "spikformer-suite"
-    tracking_uri: str = ""
-    address: str | None = None  # None: an embedded local Ray
-    recipe_deviations: str = ""  # what this run changed of its task's recipe ("" = nothing)
-    storage_path: str = ""  # Ray Train checkpoints and Tune state: folder or s3:// gs:// URI (suite.engine.storage)
-    tracking_uri_source: str = ""  # --tracking-uri, $MLFLOW_TRACKING_URI or default
-    address_source: str = ""  # --address, $RAY_ADDRESS or default
-
-    @property
-    def use_gpu(self) -> bool:
-        return self.gpus_per_worker > 0
-
-    @property
-    def per_worker_batch_size(self) -> int:
-        return self.batch_size // self.workers
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> "RunSettings":
-        return cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls) if f.name in raw})
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-    def hashed_fields(self) -> dict[str, Any]:
-        """The fields that define the experiment (see EXECUTION_FIELDS)."""
-        return {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS + DERIVED_FIELDS}
-
-
-FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RunSettings))
-RECIPE_FIELDS = (
-    "model", "time_steps", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "cooldown_epochs",
-    "min_lr", "warmup_lr", "sched_on_updates", "warmup_prefix", "label_smoothing", "mixup", "cutmix", "mixup_prob",
-    "mixup_switch_prob", "mixup_mode", "mixup_off_epoch", "amp", "optimizer", "schedule", "preprocess",
-)
 
 
 @dataclass
@@ -140,7 +50,7 @@ class _Layers:
     def where(self, key: str) -> str:
         source = self.values[key].source
         if source == "flag":
-            return "--" + key.replace("_", "-")
+            return flag(key)
         if source.startswith("file:"):
             return f"{key} in {source[5:]}"
         if source.startswith("recipe:"):
@@ -178,8 +88,9 @@ def resolve_settings(
     task = get_task(task_name)
     layers = _Layers()
     layers.put({"task": task.name}, "default")
+    builtin = [name for name, s in SETTINGS.items() if s.source != "recipe" and has_default(name)]
+    layers.put({name: FIELDS[name].default for name in builtin}, "default")
     layers.put({name: getattr(task.recipe, name) for name in RECIPE_FIELDS}, f"recipe:{task.name}")
-    layers.put({f.name: f.default for f in dataclasses.fields(RunSettings) if f.default is not dataclasses.MISSING}, "default")
     if config_file:
         file_values = load_config_file(config_file)
         if file_values.get("task", task.name) != task.name:
@@ -210,58 +121,8 @@ def resolve_settings(
 
 
 def _check(name: str, value: Any, layers: _Layers) -> Any:
-    where = layers.where(name) if name in layers.values else name
-    if name in ("epochs", "batch_size", "time_steps", "workers"):
-        return _integer(value, where, minimum=1)
-    if name in ("warmup_epochs", "cooldown_epochs", "mixup_off_epoch", "seed", "loader_workers", "cpus_per_worker"):
-        return _integer(value, where, minimum=0)
-    if name == "max_failures":
-        return _integer(value, where, minimum=-1)
-    if name == "synthetic_size":
-        return None if value is None else _integer(value, where, minimum=1)
-    if name == "lr":
-        return _number(value, where, positive=True)
-    if name in ("weight_decay", "min_lr", "warmup_lr", "mixup", "cutmix", "gpus_per_worker"):
-        return _number(value, where)
-    if name in ("label_smoothing", "mixup_prob", "mixup_switch_prob"):
-        number = _number(value, where)
-        if number > 1:
-            raise UsageError(f"{where} must be between 0 and 1, got {number}")
-        return number
-    if name == "recipe_deviations":
-        return ""  # derived at the end of resolve_settings
-    if name == "mixup_mode":
-        if value not in MIXUP_MODES:
-            raise UsageError(f"{where} must be one of {', '.join(MIXUP_MODES)}, got {value!r}")
-        return value
-    if name in ("skip_corrupt", "download", "sched_on_updates", "warmup_prefix"):
-        if not isinstance(value, bool):
-            raise UsageError(f"{where} must be true or false, got {value!r}")
-        return value
-    if name == "amp":
-        value = "off" if value in (False, None) else str(value).lower()
-        if value not in AMP_MODES:
-            raise UsageError(f"{where} must be one of {', '.join(AMP_MODES)}, got {value!r}")
-        return value
-    if name == "optimizer":
-        if str(value).lower() not in SUPPORTED_OPTIMIZERS:
-            raise UsageError(f"{where} is {value!r}; suite run supports {', '.join(SUPPORTED_OPTIMIZERS)}")
-        return str(value).lower()
-    if name == "schedule":
-        if str(value).lower() not in SUPPORTED_SCHEDULES:
-            raise UsageError(f"{where} is {value!r}; suite run supports {', '.join(SUPPORTED_SCHEDULES)}")
-        return str(value).lower()
-    if name == "data":
-        return _data(value)
-    if name in ("model", "experiment"):
-        if not isinstance(value, str) or not value.strip():
-            raise UsageError(f"{where} must be a non-empty name, got {value!r}")
-        return value.strip()
-    if name in ("protocol", "address", "preprocess"):
-        return None if value in (None, "") else str(value)
-    if name in ("tracking_uri", "storage_path", *SOURCE_FIELDS.values()):
-        return "" if value is None else str(value)
-    raise AssertionError(f"no check for setting {name!r}")  # a new field must get a check
+    """The value converted and checked by its field's kind (suite.run_settings)."""
+    return SETTINGS[name].kind(value, layers.where(name) if name in layers.values else name)
 
 
 def _resolve_connections(checked: dict[str, Any], layers: _Layers) -> None:
@@ -285,44 +146,6 @@ def _resolve_connections(checked: dict[str, Any], layers: _Layers) -> None:
         keep = given is not None and given.value and value is not None and given.source == value.source
         checked[source_key] = checked[source_key] if keep else found.source
     checked["storage_path"] = resolve_storage_path(checked["storage_path"], where("storage_path"))
-
-
-def _integer(value: Any, where: str, minimum: int) -> int:
-    kind = {1: "a positive integer", 0: "a non-negative integer", -1: "an integer >= -1"}[minimum]
-    try:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError
-        number = int(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{where} must be {kind}, got {value!r}") from None
-    if number < minimum:
-        raise UsageError(f"{where} must be {kind}, got {number}")
-    return number
-
-
-def _number(value: Any, where: str, positive: bool = False) -> float:
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        number = float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{where} must be a number, got {value!r}") from None
-    if number != number or number in (float("inf"), float("-inf")):
-        raise UsageError(f"{where} must be a finite number, got {value!r}")
-    if positive and number <= 0:
-        raise UsageError(f"{where} must be a positive number, got {number:g}")
-    if number < 0:
-        raise UsageError(f"{where} must not be negative, got {number:g}")
-    return number
-
-
-def _data(value: Any) -> str:
-    """"synthetic", or the data root as an absolute path (Ray workers run in another folder)."""
-    from suite.task import resolve_data_root
-
-    if str(value) == DATA_SYNTHETIC:
-        return DATA_SYNTHETIC
-    return str(resolve_data_root(value).resolve())
 
 
 def _check_combinations(settings: RunSettings, layers: _Layers) -> None:

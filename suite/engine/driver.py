@@ -28,7 +28,6 @@ import yaml
 
 from suite import __version__, schema, tracking
 from suite.engine import storage
-from suite.engine.config import RunSettings
 from suite.engine.crash_injection import CRASH_ENV
 from suite.engine.ray_private_api import torch_trainer_class
 from suite.engine.ray_session import (
@@ -36,6 +35,7 @@ from suite.engine.ray_session import (
 )
 from suite.engine.stop_signals import stop_signals_interrupt
 from suite.errors import SuiteError, UsageError
+from suite.run_settings import RunSettings
 from suite.tracking import Resolved
 
 log = logging.getLogger(__name__)

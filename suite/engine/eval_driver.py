@@ -25,9 +25,10 @@ from typing import Any
 import yaml
 
 from suite import schema, tracking
-from suite.engine.config import RunSettings, resolve_settings
+from suite.engine.config import resolve_settings
 from suite.errors import UsageError
 from suite.models.checkpoints import Checkpoint, check_architecture, load_weights, read_checkpoint
+from suite.run_settings import RunSettings
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ import torch
 import torch.distributed as dist
 
 from suite import schema
-from suite.engine.config import RunSettings
 from suite.engine.evaluate import all_reduce_sum, evaluate
 from suite.engine.run_logger import eval_metrics
 from suite.engine.worker import lif_backend_line, start_worker
+from suite.run_settings import RunSettings
 
 log = logging.getLogger(__name__)
 

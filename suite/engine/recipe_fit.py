@@ -20,7 +20,7 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from suite.engine.config import RunSettings
+    from suite.run_settings import RunSettings
     from suite.task import Recipe
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def recipe_deviations(settings: "RunSettings", recipe: "Recipe") -> str:
 
     A global batch that the workers cannot split evenly is listed with the batch actually used.
     """
-    from suite.engine.config import RECIPE_FIELDS
+    from suite.run_settings import RECIPE_FIELDS
 
     changes = [
         f"{name} {getattr(settings, name)} (recipe {getattr(recipe, name)})"

@@ -1,7 +1,7 @@
 """`train_loop_per_worker(config)`: the one Ray Train loop for every task, model and modality.
 
 `config` (the TorchTrainer's train_loop_config) holds:
-    settings       RunSettings.to_dict() (see suite.engine.config)
+    settings       RunSettings.to_dict() (see suite.run_settings)
     mlflow_run_id  the run rank 0 logs into (None: report to Ray only, e.g. under a custom tracker)
     tracking_uri   its store
     ray_run_dir    this Ray run's folder (the crash hook's default marker lives there)
@@ -29,7 +29,6 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from suite import schema
 from suite.engine import checkpoint as ckpt
-from suite.engine.config import RunSettings
 from suite.engine.epoch import train_one_epoch
 from suite.engine.evaluate import all_reduce_sum, evaluate
 from suite.engine.crash_injection import crash_plan_from_env
@@ -38,6 +37,7 @@ from suite.engine.run_logger import RunLogger, epoch_metrics
 from suite.engine.schedule import build_scheduler
 from suite.engine.worker import lif_backend_line, start_worker
 from suite.errors import UsageError
+from suite.run_settings import RunSettings
 
 log = logging.getLogger(__name__)
 

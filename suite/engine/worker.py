@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from suite.engine.config import RunSettings
 from suite.engine.ray_private_api import quiet_train_report_log
 from suite.engine.run_logger import RunLogger
+from suite.run_settings import RunSettings
 
 log = logging.getLogger(__name__)
 

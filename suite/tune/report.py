@@ -7,16 +7,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from suite import schema
+from suite.run_settings import SETTINGS, flag
 from suite.tune import runs
-
-# RunSettings fields that are `suite run` switches rather than valued flags.
-SWITCHES = ("skip_corrupt", "download")
-
-
-def _flag_of() -> dict[str, str]:
-    from suite.commands.run import VALUE_FLAGS
-
-    return {dest: flag for flag, (dest, _, _) in VALUE_FLAGS.items()}
 
 
 def _text(value: Any) -> str:
@@ -28,17 +20,16 @@ def run_command(task: str, run_flags: Mapping[str, Any], best_params: Mapping[st
     trial's values."""
     from suite.cli import program_name
 
-    flag_of = _flag_of()
     args = [*program_name().split(), "run", "--task", task]
     for name, value in {**run_flags, **best_params}.items():
         if value is None or name == "address":  # where to run is the reader's choice
             continue
-        if name in ("data", "config"):
-            args += [f"--{name}", str(value)]
-        elif name in SWITCHES:
-            args += [f"--{name.replace('_', '-')}"] if value else []
-        elif name in flag_of:
-            args += [flag_of[name], _text(value)]
+        if name == "config":
+            args += ["--config", str(value)]
+        elif isinstance(value, bool):  # an on/off setting: --x / --no-x
+            args += [flag(name) if value else "--no-" + flag(name)[2:]]
+        elif name in SETTINGS and SETTINGS[name].has_flag:
+            args += [flag(name), _text(value)]
     return shlex.join(args)
 
 

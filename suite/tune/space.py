@@ -17,15 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from suite.errors import UsageError
+from suite.run_settings import TUNABLE  # the settings a sweep may vary (`tunable=True`)
 
 DISTRIBUTIONS = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")
-
-# Settings a sweep may vary. Not `epochs` (the scheduler's budget) and nothing that says where a
-# trial runs (workers, data, tracking): those are the same for every trial.
-TUNABLE = (
-    "lr", "weight_decay", "warmup_epochs", "min_lr", "warmup_lr", "label_smoothing", "mixup", "cutmix",
-    "mixup_prob", "mixup_switch_prob", "time_steps", "batch_size", "model", "amp", "seed",
-)  # fmt: skip
 
 # Around each modality's paper recipe: the learning rate and weight decay on a log scale, and
 # the simulation length T that trades accuracy against SOPs.

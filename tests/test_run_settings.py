@@ -1,0 +1,174 @@
+"""Each run setting is declared once, on its RunSettings field, and everything else follows from it:
+the flags of `suite run`/`tune`/`eval` with their help, the check of a value with an error naming
+its flag or YAML file, the recipe, what `suite tune` prints; and core code never imports the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from suite import setting_kinds
+from suite.cli import build_parser
+from suite.commands.setting_flags import overrides_from_args
+from suite.engine.config import resolve_settings
+from suite.errors import UsageError
+from suite.run_settings import EXECUTION_FIELDS, FIELDS, RECIPE_FIELDS, SETTINGS, RunSettings, flag, help_text
+from suite.task import RECIPE_ONLY_FIELDS, Recipe
+from suite.tune.report import run_command
+
+ROOT = Path(__file__).resolve().parents[1]
+TASK = ["--task", "cifar10", "--data", "synthetic"]
+
+# A value each kind with limits refuses (the limits are read from the kind, not restated here).
+BAD_VALUES = {
+    setting_kinds.Integer: lambda kind: [str(kind.minimum - 1), "1.5"],
+    setting_kinds.Number: lambda kind: ["0" if kind.positive else "-1", "nan"]
+    + ([str(kind.at_most + 0.5)] if kind.at_most is not None else []),
+    setting_kinds.Choice: lambda kind: ["no-such-mode"],
+    setting_kinds.Supported: lambda kind: ["no-such-name"],
+    setting_kinds.Name: lambda kind: ["  "],
+}
+ANY_VALUE_KINDS = (setting_kinds.Text, setting_kinds.DataRoot, setting_kinds.Derived)  # checked by whoever reads them
+
+
+def _subparser(command: str) -> argparse.ArgumentParser:
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices[command]
+
+
+# ------------------------------------------------------------------ core code does not import the CLI
+
+
+def _imported_modules(tree: ast.AST) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.update([node.module, *(f"{node.module}.{alias.name}" for alias in node.names)])
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module":
+            names.update(a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str))
+    return names
+
+
+def test_no_core_module_imports_suite_commands():
+    cli_layer = {ROOT / "suite" / "cli.py", ROOT / "suite" / "__main__.py"}
+    offenders = {}
+    for path in sorted((ROOT / "suite").rglob("*.py")):
+        if path in cli_layer or (ROOT / "suite" / "commands") in path.parents:
+            continue
+        found = sorted(m for m in _imported_modules(ast.parse(path.read_text())) if m.startswith("suite.commands"))
+        if found:
+            offenders[str(path.relative_to(ROOT))] = found
+    assert not offenders, f"core modules import the CLI layer: {offenders}"
+
+
+def test_the_import_scan_sees_imports_inside_functions():
+    tree = ast.parse("def f():\n    from suite.commands.run import VALUE_FLAGS\n")
+    assert "suite.commands.run" in _imported_modules(tree)
+
+
+# ------------------------------------------------------------------ flags and help from the fields
+
+
+@pytest.mark.parametrize("command", ["run", "tune", "eval"])
+def test_every_setting_the_command_takes_is_a_flag_with_the_fields_help(command):
+    options = _subparser(command)._option_string_actions
+    for name, setting in SETTINGS.items():
+        if name == "task":
+            continue  # each command words its own --task (required or not, read from a checkpoint)
+        takes = setting.has_flag and command in setting.commands
+        assert (flag(name) in options) == takes, f"{command} {flag(name)}: expected {'a' if takes else 'no'} flag"
+        if takes:
+            action = options[flag(name)]
+            assert action.dest == name and action.help == help_text(name) and setting.help in action.help
+    if command == "tune":
+        assert "--workers" not in options and "--workers-per-trial" in options
+
+
+def test_every_setting_but_the_derived_ones_is_in_suite_run_help():
+    text = _subparser("run").format_help()
+    derived = {name for name, s in SETTINGS.items() if not s.has_flag}
+    assert derived == {"task", "recipe_deviations", "tracking_uri_source", "address_source"}
+    for name in set(FIELDS) - derived:
+        assert flag(name) in text, f"{flag(name)} is missing from `suite run --help`"
+    assert "(default: 1)" in help_text("workers") and "$MLFLOW_TRACKING_URI" in help_text("tracking_uri")
+    assert "training recipe (default: the task's recipe" in text
+
+
+# ------------------------------------------------------------------ checks from the fields
+
+
+def _bounded_settings():
+    kinds_used = {type(s.kind) for s in SETTINGS.values()}
+    unknown = kinds_used - set(BAD_VALUES) - set(ANY_VALUE_KINDS) - {setting_kinds.Switch}  # --x/--no-x: no bad flag
+    assert not unknown, f"add a bad value for {unknown} to BAD_VALUES"
+    return [(name, bad) for name, s in SETTINGS.items() if s.has_flag and type(s.kind) in BAD_VALUES for bad in BAD_VALUES[type(s.kind)](s.kind)]
+
+
+@pytest.mark.parametrize("name, bad", _bounded_settings())
+def test_a_bad_flag_value_of_each_bounded_setting_is_refused_naming_the_flag(name, bad):
+    args = _subparser("run").parse_args([*TASK, flag(name), bad])
+    with pytest.raises(UsageError, match=rf"^{re.escape(flag(name))} (must|is) "):
+        resolve_settings(args.task, overrides_from_args(args))
+
+
+@pytest.mark.parametrize("name", [n for n, s in SETTINGS.items() if s.has_flag and type(s.kind) not in ANY_VALUE_KINDS])
+def test_a_bad_yaml_value_of_each_checked_setting_is_refused_naming_the_file(tmp_path, name):
+    kind = SETTINGS[name].kind
+    bad = "maybe" if isinstance(kind, setting_kinds.Switch) else BAD_VALUES[type(kind)](kind)[0]
+    file = tmp_path / "run.yaml"
+    file.write_text(yaml.safe_dump({name: bad}))
+    with pytest.raises(UsageError, match=rf"^{name} in {re.escape(str(file))} (must|is) "):
+        resolve_settings("cifar10", {"data": "synthetic"}, file)
+
+
+def test_switches_take_yes_and_no_from_the_command_line():
+    args = _subparser("run").parse_args([*TASK, "--warmup-prefix", "--no-download"])
+    settings = resolve_settings(args.task, overrides_from_args(args))
+    assert (settings.warmup_prefix, settings.download, settings.sched_on_updates) == (True, False, False)
+
+
+# ------------------------------------------------------------------ the recipe, the hash, `suite tune`'s command
+
+
+def test_the_recipe_is_the_recipe_settings_with_their_defaults():
+    recipe_fields = {f.name: f.default for f in dataclasses.fields(Recipe)}
+    assert list(recipe_fields) == [*RECIPE_FIELDS, *(name for name, _, _ in RECIPE_ONLY_FIELDS)]
+    assert all(recipe_fields[name] is FIELDS[name].default for name in RECIPE_FIELDS)
+    assert {"lr", "mixup_off_epoch", "warmup_lr"} <= set(RECIPE_FIELDS) and "seed" not in RECIPE_FIELDS
+
+
+def test_the_config_hash_leaves_out_the_same_settings_as_before():
+    assert set(EXECUTION_FIELDS) == {
+        "seed", "workers", "gpus_per_worker", "cpus_per_worker", "loader_workers", "max_failures", "address",
+        "tracking_uri", "experiment", "download", "data", "storage_path", "tracking_uri_source", "address_source",
+    }  # fmt: skip
+    settings = resolve_settings("cifar10", {"data": "synthetic"})
+    assert set(settings.hashed_fields()) == set(FIELDS) - set(EXECUTION_FIELDS) - {"recipe_deviations"}
+    assert "skip_corrupt" in settings.hashed_fields()
+
+
+def test_the_best_trials_command_gives_every_run_flag_back():
+    given = {"data": "synthetic", "epochs": "3", "warmup_prefix": True, "sched_on_updates": False, "skip_corrupt": True}
+    settings = resolve_settings("cifar10", given)
+    flagged = {n: getattr(settings, n) for n, s in SETTINGS.items() if s.has_flag and "run" in s.commands}
+    command = run_command("cifar10", {k: v for k, v in flagged.items() if k != "address"}, {"lr": 0.00123})
+    assert "--no-sched-on-updates" in command and "--skip-corrupt" in command
+    args = build_parser().parse_args(shlex.split(command)[3:])
+    again = resolve_settings(args.task, overrides_from_args(args))
+    assert {n: getattr(again, n) for n in flagged} == {**flagged, "lr": 0.00123}
+
+
+def test_run_settings_round_trip_through_config_yaml():
+    settings = resolve_settings("cifar10", {"data": "synthetic"})
+    assert RunSettings.from_dict(yaml.safe_load(settings.to_yaml())) == settings
+    assert list(yaml.safe_load(settings.to_yaml())) == list(FIELDS)

@@ -34,6 +34,15 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def add_command(subparsers, name: str, help: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    """The parser of command `name`: `{prog}` in its description and epilog becomes what the user
+    typed (program_name), and both keep their line breaks."""
+    return subparsers.add_parser(
+        name, help=help, description=description.format(prog=program_name()),
+        epilog=epilog.format(prog=program_name()), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog=program_name(),

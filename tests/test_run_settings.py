@@ -111,7 +111,8 @@ def _bounded_settings():
     kinds_used = {type(s.kind) for s in SETTINGS.values()}
     unknown = kinds_used - set(BAD_VALUES) - set(ANY_VALUE_KINDS) - {setting_kinds.Switch}  # --x/--no-x: no bad flag
     assert not unknown, f"add a bad value for {unknown} to BAD_VALUES"
-    return [(name, bad) for name, s in SETTINGS.items() if s.has_flag and type(s.kind) in BAD_VALUES for bad in BAD_VALUES[type(s.kind)](s.kind)]
+    bounded = [(name, s.kind) for name, s in SETTINGS.items() if s.has_flag and type(s.kind) in BAD_VALUES]
+    return [(name, bad) for name, kind in bounded for bad in BAD_VALUES[type(kind)](kind)]
 
 
 @pytest.mark.parametrize("name, bad", _bounded_settings())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from suite.cli import program_name
+from suite.cli import add_command
 from suite.commands.setting_flags import add_setting_flags, overrides_from_args
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,9 @@ examples:
 def register(subparsers) -> None:
     from suite.models.checkpoints import FORMATS
 
-    p = subparsers.add_parser(
-        "eval", help="evaluate a checkpoint (suite or official) into MLflow and the leaderboards",
-        description=DESCRIPTION, epilog=EPILOG.format(prog=program_name()),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = add_command(
+        subparsers, "eval", "evaluate a checkpoint (suite or official) into MLflow and the leaderboards",
+        DESCRIPTION, EPILOG,
     )
     p.add_argument("--task", metavar="TASK", help="task name (default: the one the checkpoint records)")
     source = p.add_mutually_exclusive_group(required=True)

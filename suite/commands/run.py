@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from suite.cli import program_name
+from suite.cli import add_command, program_name
 from suite.commands.setting_flags import add_setting_flags, overrides_from_args
 from suite.run_settings import flag
 
@@ -45,11 +45,7 @@ RESUME_FLAGS = ("tracking_uri", "address")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "run", help="train a model on a task (Ray Train + MLflow)",
-        description=DESCRIPTION.format(prog=program_name()), epilog=EPILOG.format(prog=program_name()),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(subparsers, "run", "train a model on a task (Ray Train + MLflow)", DESCRIPTION, EPILOG)
     p.add_argument("--task", metavar="TASK", help="task name (see the `tasks` command); required unless --resume")
     add_setting_flags(p, "run")
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file of settings overriding the recipe (flags override it)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from suite.cli import program_name
+from suite.cli import add_command, program_name
 from suite.commands.setting_flags import add_setting_flags, overrides_from_args
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,8 @@ its runs end KILLED and --resume continues it; the exit status is 130 (Ctrl-C) o
 """
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "tune", help="hyperparameter sweep (Ray Tune + ASHA, MLflow parent/nested runs)",
-        description=DESCRIPTION, epilog=EPILOG.format(prog=program_name()),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = add_command(
+        subparsers, "tune", "hyperparameter sweep (Ray Tune + ASHA, MLflow parent/nested runs)", DESCRIPTION, EPILOG
     )
     p.add_argument("--task", metavar="TASK", help="task name; required unless --resume")
     p.add_argument("--samples", type=int, default=4, metavar="N", help="trials to sample (default 4; x the grid size)")

@@ -63,7 +63,7 @@ def test_dockerfile_builds_on_the_same_ray_and_installs_the_suite_from_its_wheel
     extras = re.search(r'spikformer_suite-\*\.whl\)\[([a-z,]+)\]"', image).group(1).split(",")
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert sorted(extras) == sorted(set(declared) - {"test"})  # every feature extra, not the test tools
-    assert "cd / && suite models" in image and "lif_cpu.available()" in image  # checked outside any source tree
+    assert "cd / && suite models" in image and "native_cpu.available()" in image  # checked outside any source tree
     assert "apt-get install" in image and " g++" in image
     assert re.search(r"SUITE_HOME=/mnt/shared/", image) and "SUITE_DATA_ROOT=/data" in image
     ignored = (CLUSTER / "Dockerfile.dockerignore").read_text().split()

@@ -10,20 +10,21 @@ import torch
 from torch import nn
 
 from suite.models import create_model
-from suite.models import lif_fused
-from suite.models.bn_lif_fused import batchnorm_lif
 from suite.models.fold import fold_batchnorm, folded_weight_and_bias
-from suite.models import lif_cpu
-from suite.models.lif_fused import KERNELS
-from suite.models.neuron import BACKENDS, LIF, lif_reference, resolve_backend
+from suite.models.kernels import fused_lif, native_cpu
+from suite.models.kernels.dispatch import BACKENDS, BackendChoice
+from suite.models.kernels.fused_bn_lif import batchnorm_lif
+from suite.models.kernels.fused_lif import KERNELS
+from suite.models.kernels.reference import lif_reference
+from suite.models.neuron import LIF
 
 
 @pytest.fixture(params=["eager", "compiled", "native"])
 def kernel_mode(request, monkeypatch):
     """Run the test with the eager torch kernels, the torch.compile'd ones (any size), and the
     hand-written native CPU kernels."""
-    if request.param == "native" and not lif_cpu.available():
-        pytest.fail("the native CPU kernels did not build: install g++ or set CXX (see suite.models.lif_cpu's warning)")
+    if request.param == "native" and not native_cpu.available():
+        pytest.fail("the native CPU kernels did not build: install g++ or set CXX (see suite.models.kernels.native_cpu's warning)")
     monkeypatch.setattr(KERNELS, "native_enabled", request.param == "native")
     monkeypatch.setattr(KERNELS, "compile_enabled", request.param == "compiled")
     monkeypatch.setattr(KERNELS, "compile_min_elements", 0)
@@ -41,7 +42,7 @@ def currents(*shape, seed=0):
 def test_fused_lif_spikes_equal_reference_and_gradients_match(kernel_mode, v_threshold, shape):
     x = currents(*shape).requires_grad_(True)
     x_ref = x.detach().clone().requires_grad_(True)
-    spikes = lif_fused.lif_fused(x, 2.0, v_threshold, 4.0)
+    spikes = fused_lif.lif_fused(x, 2.0, v_threshold, 4.0)
     expected = lif_reference(x_ref, 2.0, v_threshold, 4.0)
     assert torch.equal(spikes, expected)
     if shape[0] > 1:
@@ -58,7 +59,7 @@ def test_fused_lif_gradient_equals_reference_in_float64():
     x = currents(5, 64, seed=3).double().requires_grad_(True)
     x_ref = x.detach().clone().requires_grad_(True)
     grad = torch.randn(5, 64, dtype=torch.float64)
-    lif_fused.lif_fused(x, 2.0, 1.0, 4.0).backward(grad)
+    fused_lif.lif_fused(x, 2.0, 1.0, 4.0).backward(grad)
     lif_reference(x_ref, 2.0, 1.0, 4.0).backward(grad)
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-12, atol=1e-14)
     assert x.grad.abs().sum() > 0
@@ -68,7 +69,7 @@ def test_fused_lif_keeps_channels_last_layout_and_handles_any_gradient_layout(ke
     x = currents(3 * 2, 5, 4, 4).contiguous(memory_format=torch.channels_last).view(3, 2, 5, 4, 4)
     x.requires_grad_(True)
     x_ref = x.detach().clone().requires_grad_(True)
-    spikes = lif_fused.lif_fused(x, 2.0, 1.0, 4.0)
+    spikes = fused_lif.lif_fused(x, 2.0, 1.0, 4.0)
     assert spikes.stride() == x.stride()  # no layout change, no copy of the input
     expected = lif_reference(x_ref, 2.0, 1.0, 4.0)
     assert torch.equal(spikes, expected)
@@ -81,7 +82,7 @@ def test_fused_lif_keeps_channels_last_layout_and_handles_any_gradient_layout(ke
 def test_fused_lif_of_an_expanded_static_input():
     image = currents(1, 2, 6)
     x = image.expand(4, 2, 6).requires_grad_(False)
-    assert torch.equal(lif_fused.lif_fused(x, 2.0, 1.0, 4.0), lif_reference(x, 2.0, 1.0, 4.0))
+    assert torch.equal(fused_lif.lif_fused(x, 2.0, 1.0, 4.0), lif_reference(x, 2.0, 1.0, 4.0))
 
 
 def test_fused_lif_saves_one_input_sized_tensor_instead_of_per_step_graphs():
@@ -95,7 +96,7 @@ def test_fused_lif_saves_one_input_sized_tensor_instead_of_per_step_graphs():
         return pack
 
     x = currents(4, 1000).requires_grad_(True)
-    for name, fn in (("fused", lif_fused.lif_fused), ("reference", lif_reference)):
+    for name, fn in (("fused", fused_lif.lif_fused), ("reference", lif_reference)):
         with torch.autograd.graph.saved_tensors_hooks(counter(name), lambda t: t):
             fn(x, 2.0, 1.0, 4.0)
     assert saved["fused"] == x.numel() * 4  # x itself; h and the spikes are recomputed
@@ -104,14 +105,14 @@ def test_fused_lif_saves_one_input_sized_tensor_instead_of_per_step_graphs():
 
 def test_bf16_input_gives_bf16_spikes_like_the_reference():
     x = currents(4, 300).bfloat16()
-    spikes = lif_fused.lif_fused(x, 2.0, 1.0, 4.0)
+    spikes = fused_lif.lif_fused(x, 2.0, 1.0, 4.0)
     assert spikes.dtype == torch.bfloat16
     assert torch.equal(spikes, lif_reference(x, 2.0, 1.0, 4.0))
 
 
 def test_auto_backend_picks_the_fused_kernel_on_cpu():
     assert {"fused", "fused_cpu"} <= set(BACKENDS)
-    assert resolve_backend("auto", torch.device("cpu")) is lif_fused.lif_fused
+    assert BackendChoice("auto").kernel_on(torch.device("cpu")) is fused_lif.lif_fused
     assert LIF().backend == "auto"
 
 
@@ -128,8 +129,8 @@ def test_a_failing_compile_falls_back_to_the_eager_kernel(monkeypatch, caplog):
     monkeypatch.setattr(KERNELS, "compile_enabled", True)
     monkeypatch.setattr(KERNELS, "compile_min_elements", 0)
     x = currents(4, 50)
-    with caplog.at_level(logging.WARNING, logger="suite.models.lif_fused"):
-        spikes = lif_fused.lif_fused(x, 2.0, 1.0, 4.0)
+    with caplog.at_level(logging.WARNING, logger="suite.models.kernels.fused_lif"):
+        spikes = fused_lif.lif_fused(x, 2.0, 1.0, 4.0)
     assert torch.equal(spikes, lif_reference(x, 2.0, 1.0, 4.0))
     assert "simulated C++ compiler failure" in caplog.text and "eager" in caplog.text
     assert KERNELS.compile_enabled is False
@@ -280,7 +281,7 @@ def test_folding_a_batchnorm_without_running_statistics_is_refused():
 # -- CUDA / Triton -----------------------------------------------------------------------------
 
 def test_triton_module_refuses_cpu_tensors():
-    triton_lif = pytest.importorskip("suite.models.lif_triton", reason="triton is not installed")
+    triton_lif = pytest.importorskip("suite.models.kernels.lif_triton", reason="triton is not installed")
     with pytest.raises(ValueError, match="CUDA tensor"):
         triton_lif.lif_triton(torch.zeros(2, 3), 2.0, 1.0, 4.0)
 
@@ -289,8 +290,8 @@ def test_triton_module_refuses_cpu_tensors():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("v_threshold", [1.0, 0.5])
 def test_triton_lif_matches_reference_on_cuda(v_threshold):
-    triton_lif = pytest.importorskip("suite.models.lif_triton", reason="triton is not installed")
-    assert resolve_backend("auto", torch.device("cuda")) is triton_lif.lif_triton
+    triton_lif = pytest.importorskip("suite.models.kernels.lif_triton", reason="triton is not installed")
+    assert BackendChoice("auto").kernel_on(torch.device("cuda")) is triton_lif.lif_triton
     x = currents(4, 3, 1025).cuda().requires_grad_(True)
     x_ref = x.detach().clone().requires_grad_(True)
     spikes = triton_lif.lif_triton(x, 2.0, v_threshold, 4.0)
@@ -309,7 +310,7 @@ def test_saved_spikes_are_stored_as_uint8_and_restored_exactly():
     from suite.models import spike_storage
 
     x = currents(4 * 2, 6, 5, 5).contiguous(memory_format=torch.channels_last).view(4, 2, 6, 5, 5)
-    spikes = lif_fused.lif_fused(x.requires_grad_(True), 2.0, 1.0, 4.0)
+    spikes = fused_lif.lif_fused(x.requires_grad_(True), 2.0, 1.0, 4.0)
     view = spikes.flatten(0, 1)  # what the next conv saves: a channels-last view of the spikes
     assert spike_storage.is_marked(view) and not spike_storage.is_marked(x)
     with pytest.MonkeyPatch.context() as mp:

@@ -1,6 +1,7 @@
-"""Linear -> BatchNorm -> LIF fast paths (suite.models.bn_lif_fused.linear_bn_lif) against the
+"""Linear -> BatchNorm -> LIF fast paths (suite.models.kernels.fused_bn_lif.linear_bn_lif) against the
 plain module-by-module computation: training without the Linear's bias add, inference with the
-bias and the BatchNorm's affine map inside the LIF pass, and stepping aside for hooks."""
+bias and the BatchNorm's affine map inside the LIF pass, and the public switch that makes the block
+call its modules (so that hooks see them)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import copy
 import pytest
 import torch
 
-from suite.models import lif_cpu
+from suite.models.fast_paths import unfused
 from suite.models.fold import fold_batchnorm
-from suite.models.lif_fused import KERNELS
+from suite.models.kernels import native_cpu
+from suite.models.kernels.fused_lif import KERNELS
 from suite.models.spikformer import LinearBNLIF
 
 
@@ -35,7 +37,7 @@ def tokens(T=4, B=3, N=50, D=24, seed=1):
 @pytest.fixture(params=["native", "torch"])
 def kernels(request, monkeypatch):
     if request.param == "native":
-        assert lif_cpu.available(), "the native CPU kernels did not build: install g++ or set CXX"
+        assert native_cpu.available(), "the native CPU kernels did not build: install g++ or set CXX"
     monkeypatch.setattr(KERNELS, "native_enabled", request.param == "native")
     return request.param
 
@@ -77,13 +79,21 @@ def test_inference_puts_the_bias_and_batchnorm_into_the_lif_pass(kernels, folded
     assert 0.05 < spikes.mean().item() < 0.95
 
 
-def test_hooks_on_the_modules_get_the_module_by_module_path():
+def test_unfused_calls_every_module_so_hooks_see_them_and_the_spikes_stay_the_same():
     fast, _ = layer_pair()
     seen = []
     fast.linear.register_forward_hook(lambda m, args, out: seen.append(tuple(out.shape)))
     x = tokens()
-    fast(x)
     fast.eval()
     with torch.no_grad():
+        expected = fast(x)
+        assert seen == []  # the fused path computes the Linear without calling the module
+        with unfused(fast):
+            spikes = fast(x)
+    assert seen == [(4, 3, 50, 40)]
+    torch.testing.assert_close(spikes, expected, rtol=0, atol=0)
+    assert fast.fused  # switched back on after the block
+    fast.train()
+    with unfused(fast):
         fast(x)
     assert seen == [(4, 3, 50, 40), (4, 3, 50, 40)]

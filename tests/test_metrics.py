@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from suite.metrics import E_AC_PJ, E_MAC_PJ, SNNMonitor, energy_mj
-from suite.models import LIF, count_parameters, create_model
+from suite.models import LIF, count_parameters, create_model, unfused
 from suite.models.spikformer import AttentionProduct
 
 
@@ -386,7 +386,7 @@ def test_sops_agree_with_spikingjelly_synop_counter(name, overrides, make_input)
         if isinstance(module, (nn.Linear, nn.Conv2d))
     ]
     counter = SynOpCounter()
-    with torch.no_grad(), DispatchCounterMode([counter]):
+    with torch.no_grad(), unfused(model), DispatchCounterMode([counter]):  # every module called, hooks see it
         model(x)
     for handle in handles:
         handle.remove()

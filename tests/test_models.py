@@ -11,8 +11,9 @@ from spikingjelly.activation_based import neuron, surrogate
 
 from suite.errors import UnknownNameError, UsageError
 from suite.models import count_parameters, create_model, list_models, load_official_state_dict
-from suite.models.lif_fused import KERNELS
-from suite.models.neuron import BACKENDS, LIF
+from suite.models.kernels.dispatch import BACKENDS
+from suite.models.kernels.fused_lif import KERNELS
+from suite.models.neuron import LIF
 from tests.helpers.official_reference import official_forward, official_state_dict, recording_firing_rates
 
 PAPER_PARAMS = [  # (variant, stem, classes, parameters of the official code's used parameters)
@@ -177,7 +178,7 @@ def test_bad_options_fail_when_the_model_is_made_not_at_its_first_forward(overri
 
 
 def test_valid_backends_are_the_registry_s_and_a_bad_one_is_refused_by_lif_itself():
-    from suite.models.neuron import backend_names
+    from suite.models.kernels.dispatch import backend_names
 
     assert backend_names() == ["auto", *sorted(BACKENDS)]  # one list: whatever registered itself
     with pytest.raises(UnknownNameError) as err:
@@ -187,6 +188,27 @@ def test_valid_backends_are_the_registry_s_and_a_bad_one_is_refused_by_lif_itsel
         model = create_model("spikformer-1-32", num_classes=3, img_size=16, time_steps=1, lif_backend=name).eval()
         with torch.no_grad():
             assert model(torch.rand(1, 3, 16, 16)).shape == (1, 3)
+
+
+def test_the_backend_is_chosen_when_built_and_switched_only_by_set_lif_backend(monkeypatch):
+    from suite.models.kernels import dispatch
+    from suite.models.kernels.reference import lif_reference
+
+    cpu = torch.device("cpu")
+    model = create_model("spikformer-1-32", num_classes=3, img_size=16, time_steps=2).eval()
+    lifs = [m for m in model.modules() if isinstance(m, LIF)]
+    monkeypatch.setitem(dispatch.BACKENDS, "fused", lif_reference)  # a later registry change: built layers keep theirs
+    assert all(lif.kernel_on(cpu) is dispatch.BACKENDS["fused_cpu"] for lif in lifs)
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        fused = model(x)
+        with pytest.raises(UnknownNameError):
+            model.set_lif_backend("torch")
+        assert model.config.lif_backend == "auto" and all(lif.backend == "auto" for lif in lifs)  # nothing changed
+        model.set_lif_backend("reference")
+        assert model.config.lif_backend == "reference"
+        assert all(lif.kernel_on(cpu) is lif_reference for lif in lifs) and "backend='reference'" in repr(lifs[0])
+        torch.testing.assert_close(model(x), fused, rtol=0, atol=0)  # same logits on either backend (eval mode)
 
 
 @pytest.mark.parametrize(

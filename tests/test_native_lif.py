@@ -1,4 +1,4 @@
-"""The hand-written CPU kernels (suite/models/csrc/lif_cpu.cpp) against the torch code they replace.
+"""The hand-written CPU kernels (suite/models/kernels/csrc/native_cpu.cpp) against the torch code they replace.
 
 tests/test_fast_lif.py runs the fused LIF and BatchNorm + LIF through all three kernel kinds
 (eager, compiled, native); this file covers what is particular to the native ones: bfloat16,
@@ -13,17 +13,17 @@ import logging
 import pytest
 import torch
 
-from suite.models import lif_cpu
-from suite.models.bn_lif_fused import bn_lif_backward_steps, bn_lif_forward_steps
-from suite.models.lif_fused import KERNELS, lif_fused, lif_forward_steps
-from suite.models.neuron import lif_reference
+from suite.models.kernels import native_cpu
+from suite.models.kernels.fused_bn_lif import bn_lif_backward_steps, bn_lif_forward_steps
+from suite.models.kernels.fused_lif import KERNELS, LIF_FORWARD, lif_forward_steps, lif_fused
+from suite.models.kernels.reference import lif_reference
 
-pytestmark = pytest.mark.skipif(not lif_cpu.enabled(), reason="SUITE_NATIVE_KERNELS=0 in the environment")
+pytestmark = pytest.mark.skipif(not native_cpu.enabled(), reason="SUITE_NATIVE_KERNELS=0 in the environment")
 
 
 @pytest.fixture(autouse=True)
 def native_kernels(monkeypatch):
-    assert lif_cpu.available(), "the native CPU kernels did not build: install g++ or set CXX (see the log)"
+    assert native_cpu.available(), "the native CPU kernels did not build: install g++ or set CXX (see the log)"
     monkeypatch.setattr(KERNELS, "native_enabled", True)
 
 
@@ -64,7 +64,7 @@ def test_native_batchnorm_lif_equals_its_torch_twin(dtype, shape):
     z = (torch.randn(*shape) * 2 + 0.7).to(dtype)
     C = shape[2]
     weight, bias = torch.rand(C) + 1.0, torch.rand(C) + 0.5  # a fair share of neurons fires
-    spikes, mean, var = lif_cpu.native_bn_lif_forward_steps(z, weight, bias, 1e-5, 2.0, 1.0)
+    spikes, mean, var = native_cpu.native_bn_lif_forward_steps(z, weight, bias, 1e-5, 2.0, 1.0)
     spikes_t, mean_t, var_t = bn_lif_forward_steps(z, weight, bias, 1e-5, 2.0, 1.0)
     torch.testing.assert_close(mean, mean_t, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(var, var_t, rtol=1e-5, atol=1e-6)
@@ -73,7 +73,7 @@ def test_native_batchnorm_lif_equals_its_torch_twin(dtype, shape):
     assert 0.05 < spikes.float().mean().item() < 0.95
     grad = torch.randn(*shape).to(dtype)
     invstd = torch.rsqrt(var_t + 1e-5)
-    native = lif_cpu.native_bn_lif_backward_steps(grad, z, mean_t, invstd, weight, bias, 2.0, 1.0, 4.0, True)
+    native = native_cpu.native_bn_lif_backward_steps(grad, z, mean_t, invstd, weight, bias, 2.0, 1.0, 4.0, True)
     torch_twin = bn_lif_backward_steps(grad, z, mean_t, invstd, weight, bias, 2.0, 1.0, 4.0, True)
     rtol = 1e-4 if dtype == torch.float32 else 1e-2  # bfloat16: one rounding of grad_z apart
     for got, want in zip(native[:3], torch_twin[:3]):
@@ -87,7 +87,7 @@ def test_native_batchnorm_lif_equals_its_torch_twin(dtype, shape):
 def test_native_statistics_survive_a_large_mean():
     """The per-channel pivot keeps E[d^2] - E[d]^2 exact enough when mean >> std."""
     z = torch.randn(4, 4096, 3, 1, dtype=torch.float64) * 0.01 + 1000.0
-    _, mean, var = lif_cpu.native_bn_lif_forward_steps(z.float(), torch.ones(3), torch.zeros(3), 1e-5, 2.0, 1.0)
+    _, mean, var = native_cpu.native_bn_lif_forward_steps(z.float(), torch.ones(3), torch.zeros(3), 1e-5, 2.0, 1.0)
     ref_var, ref_mean = torch.var_mean(z.float().double(), dim=(0, 1, 3), correction=0)
     torch.testing.assert_close(mean.double(), ref_mean, rtol=1e-7, atol=1e-5)
     torch.testing.assert_close(var.double(), ref_var, rtol=1e-3, atol=1e-9)
@@ -102,8 +102,8 @@ def test_native_kernels_give_the_same_results_with_one_or_two_threads():
         for n in (1, 2):
             torch.set_num_threads(n)
             results.append(
-                (lif_cpu.native_lif_forward_steps(z.view(4, -1), 2.0, 1.0),
-                 *lif_cpu.native_bn_lif_forward_steps(z, weight, bias, 1e-5, 2.0, 1.0))
+                (native_cpu.native_lif_forward_steps(z.view(4, -1), 2.0, 1.0),
+                 *native_cpu.native_bn_lif_forward_steps(z, weight, bias, 1e-5, 2.0, 1.0))
             )
     finally:
         torch.set_num_threads(threads)
@@ -113,23 +113,23 @@ def test_native_kernels_give_the_same_results_with_one_or_two_threads():
 
 def test_the_library_is_built_once_and_then_loaded_from_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SUITE_KERNEL_CACHE", str(tmp_path))
-    first = lif_cpu._Library()
+    first = native_cpu._Library()
     assert first.get() is not None
-    built = list(tmp_path.glob("lif_cpu-*.so"))
+    built = list(tmp_path.glob("native_cpu-*.so"))
     assert len(built) == 1 and not list(tmp_path.glob("*.so.tmp*"))
     stamp = built[0].stat().st_mtime_ns
-    assert lif_cpu._Library().get() is not None
+    assert native_cpu._Library().get() is not None
     assert built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
 
 
 def test_without_a_compiler_the_torch_kernels_take_over(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("SUITE_KERNEL_CACHE", str(tmp_path))
     monkeypatch.setenv("CXX", "no-such-compiler-xyz")
-    monkeypatch.setattr(lif_cpu, "LIBRARY", lif_cpu._Library())
+    monkeypatch.setattr(native_cpu, "LIBRARY", native_cpu._Library())
     x = currents(4, 100)
-    with caplog.at_level(logging.WARNING, logger="suite.models.lif_cpu"):
-        assert not lif_cpu.available()
-        spikes = KERNELS.run(lif_forward_steps, x, 2.0, 1.0)
+    with caplog.at_level(logging.WARNING, logger="suite.models.kernels.native_cpu"):
+        assert not native_cpu.available()
+        spikes = KERNELS.run(LIF_FORWARD, x, 2.0, 1.0)
     assert "no-such-compiler-xyz" in caplog.text and "torch kernels" in caplog.text
     assert torch.equal(spikes, lif_forward_steps(x, 2.0, 1.0))
     assert not list(tmp_path.glob("*.so"))
@@ -138,9 +138,9 @@ def test_without_a_compiler_the_torch_kernels_take_over(tmp_path, monkeypatch, c
 def test_a_compile_error_names_the_source_and_the_compiler_output(tmp_path, monkeypatch):
     broken = tmp_path / "broken.cpp"
     broken.write_text("this is not C++\n")
-    monkeypatch.setattr(lif_cpu, "SOURCES", [broken])
-    with pytest.raises(lif_cpu.NativeKernelError, match="broken.cpp") as err:
-        lif_cpu.build(tmp_path / "out.so")
+    monkeypatch.setattr(native_cpu, "SOURCES", [broken])
+    with pytest.raises(native_cpu.NativeKernelError, match="broken.cpp") as err:
+        native_cpu.build(tmp_path / "out.so")
     assert "error" in str(err.value) and not list(tmp_path.glob("*.so"))
 
 
@@ -175,31 +175,38 @@ def test_no_uint8_copy_is_written_outside_training():
 
 def test_a_model_names_what_its_lif_layers_run_on(tmp_path, monkeypatch):
     from suite.models import create_model
-    from suite.models.lif_fused import describe_backends
+    from suite.models.neuron import describe_backends
 
     cpu = torch.device("cpu")
     model = create_model("spikformer-1-32")
-    assert describe_backends(model, cpu) == f"fused_cpu (native C++ kernels {lif_cpu.LIBRARY.path})"
-    assert lif_cpu.LIBRARY.path.is_file()
+    assert describe_backends(model, cpu) == f"fused_cpu (native C++ kernels {native_cpu.LIBRARY.path})"
+    assert native_cpu.LIBRARY.path.is_file()
     assert describe_backends(create_model("spikformer-1-32", lif_backend="reference"), cpu) == "reference (per-step autograd)"
     monkeypatch.setattr(KERNELS, "native_enabled", False)
     assert describe_backends(model, cpu) == "fused_cpu (torch kernels; native kernels off)"
     monkeypatch.setattr(KERNELS, "native_enabled", True)
     monkeypatch.setenv("SUITE_KERNEL_CACHE", str(tmp_path))
     monkeypatch.setenv("CXX", "no-such-compiler-xyz")
-    monkeypatch.setattr(lif_cpu, "LIBRARY", lif_cpu._Library())
+    monkeypatch.setattr(native_cpu, "LIBRARY", native_cpu._Library())
     assert describe_backends(model, cpu) == (
         "fused_cpu (torch kernels; native kernels unavailable: no C++ compiler 'no-such-compiler-xyz' on PATH "
         "(install g++ or set CXX))"
     )
 
 
+def test_suite_native_kernels_0_turns_the_native_kernels_off(monkeypatch):
+    from suite.models.kernels.fused_lif import _Kernels
+
+    monkeypatch.setenv("SUITE_NATIVE_KERNELS", "0")
+    assert _Kernels().native_enabled is False and native_cpu.status() == "native kernels off (SUITE_NATIVE_KERNELS)"
+
+
 def test_a_missing_header_is_named_and_the_torch_kernels_take_over(tmp_path, monkeypatch, caplog):
     """What an installed suite whose package data lacks storage.h does (tests/test_wheel.py builds the real wheel)."""
     monkeypatch.setenv("SUITE_KERNEL_CACHE", str(tmp_path))
-    monkeypatch.setattr(lif_cpu, "HEADERS", [tmp_path / "storage.h"])
-    monkeypatch.setattr(lif_cpu, "LIBRARY", lif_cpu._Library())
-    with caplog.at_level(logging.WARNING, logger="suite.models.lif_cpu"):
-        assert not lif_cpu.available()
-    assert "kernel file storage.h is missing from the installed suite" in lif_cpu.status()
+    monkeypatch.setattr(native_cpu, "HEADERS", [tmp_path / "storage.h"])
+    monkeypatch.setattr(native_cpu, "LIBRARY", native_cpu._Library())
+    with caplog.at_level(logging.WARNING, logger="suite.models.kernels.native_cpu"):
+        assert not native_cpu.available()
+    assert "kernel file storage.h is missing from the installed suite" in native_cpu.status()
     assert "using torch kernels instead" in caplog.text and not list(tmp_path.glob("*.so"))

@@ -6,14 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from suite.models import lif_cpu, spike_storage
-from suite.models.lif_fused import KERNELS, lif_fused
+from suite.models import spike_storage
+from suite.models.kernels import native_cpu
+from suite.models.kernels.fused_lif import KERNELS, lif_fused
 from suite.models.spike_pool import SpikeMaxPool2d
 
 
 @pytest.fixture(autouse=True)
 def native_kernels(monkeypatch):
-    assert lif_cpu.available(), "the native CPU kernels did not build: install g++ or set CXX"
+    assert native_cpu.available(), "the native CPU kernels did not build: install g++ or set CXX"
     monkeypatch.setattr(KERNELS, "native_enabled", True)
 
 
@@ -70,7 +71,7 @@ def test_backward_keeps_the_uint8_copy_of_spikes_not_a_float_map(monkeypatch):
     assert spike_storage.is_marked(out) and spike_storage._twin_view(out) is not None
     out.sum().backward()
     x_ref = x.detach().clone().requires_grad_(True)
-    from suite.models.neuron import lif_reference
+    from suite.models.kernels.reference import lif_reference
 
     nn.MaxPool2d(3, 2, 1)(lif_reference(x_ref, 2.0, 1.0, 4.0).flatten(0, 1)).sum().backward()
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-6)

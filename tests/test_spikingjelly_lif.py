@@ -9,15 +9,17 @@ import torch
 
 from suite.models import create_model
 from suite.models.lif_equivalence import all_cases, check_case, passed
-from suite.models.lif_spikingjelly import lif_spikingjelly
-from suite.models.neuron import BACKENDS, LIF, lif_reference, resolve_backend
+from suite.models.kernels.dispatch import BACKENDS, BackendChoice
+from suite.models.kernels.lif_spikingjelly import lif_spikingjelly
+from suite.models.kernels.reference import lif_reference
+from suite.models.neuron import LIF
 
 
 def test_registered_under_its_name_and_not_picked_by_auto():
     assert BACKENDS["spikingjelly"] is lif_spikingjelly
     # h = 1.0 fires and resets to 0; then 0.5, then 0.75: silent (v_threshold 1, tau 2)
     assert LIF(backend="spikingjelly")(torch.tensor([[2.0], [1.0], [1.0]])).tolist() == [[1.0], [0.0], [0.0]]
-    assert resolve_backend("auto", torch.device("cpu")) is not lif_spikingjelly
+    assert BackendChoice("auto").kernel_on(torch.device("cpu")) is not lif_spikingjelly
 
 
 @pytest.mark.parametrize("case", all_cases(), ids=lambda c: f"{c.dtype}-T{c.time_steps}-th{c.v_threshold}")

@@ -1,4 +1,4 @@
-"""The suite's Triton kernels (suite/models/lif_triton.py) tested in CI without a GPU: run on CPU
+"""The suite's Triton kernels (suite/models/kernels/lif_triton.py) tested in CI without a GPU: run on CPU
 through Triton's interpreter in a subprocess (TRITON_INTERPRET=1 must be set before triton is
 imported; see triton_interpreter_run.py), against the reference LIF over the cases of
 suite.models.lif_equivalence (fp32/fp16/bf16, T in {1, 4, 16}, thresholds 0.5 and 1.0,
@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from suite.models import triton_verification
+from suite.models.kernels import dispatch, triton_verification
 from suite.models.lif_equivalence import DTYPES, GRAD_TOLERANCE, all_cases
-from suite.models.neuron import AUTO_EXCLUDED, BACKENDS, resolve_backend
+from suite.models.kernels.dispatch import AUTO_EXCLUDED, BACKENDS, BackendChoice
 from tests.helpers.prerequisites import require
 
 pytestmark = require(
@@ -53,7 +53,7 @@ def _result(report, case):
 
 # Every @triton.jit function in suite/ and where this file runs it; a new kernel must join here.
 COVERED = {
-    "suite/models/lif_triton.py": {"_lanes", "_step_offsets", "_lif_forward_kernel", "_lif_backward_kernel"},
+    "suite/models/kernels/lif_triton.py": {"_lanes", "_step_offsets", "_lif_forward_kernel", "_lif_backward_kernel"},
 }
 
 
@@ -118,22 +118,22 @@ def test_verification_record_is_the_source_that_passed(interpreted):
     assert all(r["ok"] for r in interpreted["cases"])
     assert triton_verification.VERIFIED_SOURCE_SHA256 == triton_verification.source_sha256(), (
         "lif_triton.py changed: once this file's tests pass on it, set VERIFIED_SOURCE_SHA256 in "
-        f"suite/models/triton_verification.py to {triton_verification.source_sha256()}"
+        f"suite/models/kernels/triton_verification.py to {triton_verification.source_sha256()}"
     )
 
 
 def test_auto_skips_the_triton_kernel_when_its_source_is_not_the_verified_one(monkeypatch):
-    from suite.models import lif_triton
+    from suite.models.kernels import lif_triton
 
     backends, excluded = dict(BACKENDS), dict(AUTO_EXCLUDED)
-    monkeypatch.setattr("suite.models.neuron.BACKENDS", backends)
-    monkeypatch.setattr("suite.models.neuron.AUTO_EXCLUDED", excluded)
+    monkeypatch.setattr(dispatch, "BACKENDS", backends)
+    monkeypatch.setattr(dispatch, "AUTO_EXCLUDED", excluded)
     monkeypatch.setattr(triton_verification, "VERIFIED_SOURCE_SHA256", "0" * 64)
-    lif_triton.register(backends, excluded)
+    dispatch.register_triton(backends, excluded)
     assert backends["fused_cuda"] is lif_triton.lif_triton  # still selectable by name
     assert "differs from the source" in excluded["fused_cuda"]
-    assert resolve_backend("auto", torch.device("cuda")) is BACKENDS["fused"]
+    assert BackendChoice("auto").kernel_on(torch.device("cuda")) is BACKENDS["fused"]
     monkeypatch.setattr(triton_verification, "VERIFIED_SOURCE_SHA256", triton_verification.source_sha256())
-    lif_triton.register(backends, excluded)
+    dispatch.register_triton(backends, excluded)
     assert "fused_cuda" not in excluded
-    assert resolve_backend("auto", torch.device("cuda")) is lif_triton.lif_triton
+    assert BackendChoice("auto").kernel_on(torch.device("cuda")) is lif_triton.lif_triton

@@ -116,7 +116,7 @@ def test_the_wheel_holds_every_file_the_packages_read(wheel):
         for path in (ROOT / package).rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     }
-    assert "suite/models/csrc/storage.h" in expected
+    assert "suite/models/kernels/csrc/storage.h" in expected
     assert sorted(expected - shipped) == []
 
 
@@ -142,7 +142,7 @@ def test_installed_suite_runs_from_outside_the_checkout(installed, tmp_path):
                   "--epochs", "1", "--synthetic-size", "16", "--batch-size", "8", "--time-steps", "2",
                   "--warmup-epochs", "1", "--amp", "off", "--workers", "1"], env=env, cwd=cwd)  # fmt: skip
     log = run.stdout + run.stderr
-    kernels = list((tmp_path / "kernels").glob("lif_cpu-*.so"))
+    kernels = list((tmp_path / "kernels").glob("native_cpu-*.so"))
     assert len(kernels) == 1, f"the native kernels were not built from the wheel's sources:\n{log[-6000:]}"
     assert f"LIF backend: fused_cpu (native C++ kernels {kernels[0]})" in log, log[-6000:]
     (tags,) = _run_tags(tmp_path / "suite-home" / "mlflow.db")
@@ -174,11 +174,11 @@ def test_the_packages_find_their_files_when_imported_from_the_wheel_file(work, w
     check = """
 import suite
 from suite.leaderboard.references import load_references
-from suite.models import lif_cpu
+from suite.models.kernels import native_cpu
 from suite.task_registry import get_task
 from tasks.ntu.splits import bundled_missing_names
 print(suite.__file__)
-assert lif_cpu.available(), lif_cpu.status()
+assert native_cpu.available(), native_cpu.status()
 print(len(load_references()), len(bundled_missing_names("ntu120")))
 print(*(get_task(name).recipe.model for name in ("cifar10", "cifar100", "imagenet", "dvs128-gesture", "cifar10-dvs")))
 """
@@ -186,7 +186,7 @@ print(*(get_task(name).recipe.model for name in ("cifar10", "cifar100", "imagene
     assert where.startswith(str(wheel) + os.sep), where
     assert all(int(count) > 0 for count in counts.split()), counts
     assert models.split() == ["spikformer-4-384"] * 2 + ["spikformer-8-512"] + ["spikformer-2-256"] * 2
-    assert list((tmp_path / "kernels").glob("lif_cpu-*.so"))
+    assert list((tmp_path / "kernels").glob("native_cpu-*.so"))
 
 
 def test_no_module_reads_files_next_to_its_source():

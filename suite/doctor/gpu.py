@@ -97,11 +97,10 @@ def triton_lif(ctx: Context) -> dict:
     import torch
 
     from suite.models import lif_equivalence
-    from suite.models.neuron import AUTO_EXCLUDED, BACKENDS, resolve_backend
+    from suite.models.kernels.dispatch import AUTO_EXCLUDED, BACKENDS, BackendChoice
 
-    details = {"auto_picks": None, "auto_excluded": dict(AUTO_EXCLUDED)}
-    auto = resolve_backend("auto", torch.device(ctx.device))
-    details["auto_picks"] = next(name for name, fn in BACKENDS.items() if fn is auto)
+    details = {"auto_excluded": dict(AUTO_EXCLUDED)}
+    details["auto_picks"] = BackendChoice("auto").name_on(torch.device(ctx.device))
     ok = True
     for name in ("fused_cuda", "spikingjelly"):
         if name not in BACKENDS:

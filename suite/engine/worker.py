@@ -33,7 +33,7 @@ def start_worker(config: dict[str, Any]) -> tuple[RunSettings, int, int, torch.d
 def lif_backend_line(model: torch.nn.Module, device: torch.device, rank: int) -> str:
     """What the model's LIF layers run on here (the native kernels get built now, not in the first
     step); rank 0 logs it, so that a slow fallback shows in the run's output."""
-    from suite.models.lif_fused import describe_backends
+    from suite.models.neuron import describe_backends
 
     line = describe_backends(model, device)
     if rank == 0:

@@ -9,7 +9,8 @@ Sums that depend on the data (spikes, SOPs, MACs) accumulate in a float64 vector
 device and shape-only sums (samples, neuron-steps, dense MACs) in a host vector of the same layout,
 so counting never synchronises with the device. `counts_tensor()` adds them into one vector that
 workers can all-reduce (SUM); after `load_counts()` `summary()` covers the whole evaluation set.
-Counting happens only inside `with monitor.recording():`.
+Counting happens only inside `with monitor.recording():`, which also turns the model's fused
+block paths off (`suite.models.fast_paths.unfused`), so that every counted module is called.
 """
 
 from __future__ import annotations
@@ -232,14 +233,18 @@ class SNNMonitor:
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[SNNMonitor]:
-        """Count the forward passes run inside this block (sums add up across blocks)."""
+        """Count the forward passes run inside this block (sums add up across blocks); the model's
+        blocks call each of their modules meanwhile (fast_paths.unfused), so the hooks see them."""
+        from suite.models.fast_paths import unfused
+
         if self._removed:
             raise RuntimeError("SNNMonitor.recording(): the hooks were removed; create a new SNNMonitor")
         if self._recording:
             raise RuntimeError("SNNMonitor.recording() is already active; blocks cannot be nested")
         self._recording = True
         try:
-            yield self
+            with unfused(self.model):
+                yield self
         finally:
             self._recording = False
             while self._open_modes:  # only after an exception escaped a product forward

@@ -4,8 +4,8 @@ NeuroBench finds a model's parts by type: connection layers are nn.Linear / Conv
 modules, activation layers are the types in the model wrapper's activation list (ReLU, Sigmoid;
 spiking neurons are recognised as snntorch's SpikingNeuron). The suite's LIF is a module of its
 own, so the probe registers it as an activation module; nothing else needs adapting, because the
-suite's Spikformer calls its Linear, Conv and LIF modules whenever forward hooks watch them
-(`suite.models.bn_lif_fused.observed`).
+probe turns the model's fused block paths off while it lives (`suite.models.fast_paths.unfused`),
+so the suite's Spikformer calls its Linear, Conv and LIF modules and NeuroBench's hooks see them.
 
 How NeuroBench 2.3 counts (neurobench/metrics/workload/synaptic_operations.py and
 metrics/utils/layers/): each connection layer's input of one forward pass is "spiking" when all
@@ -29,6 +29,8 @@ The probe feeds NeuroBench's own metric objects from the engine's evaluation loo
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -64,8 +66,11 @@ class NeuroBenchProbe:
         from neurobench.metrics.workload import ActivationSparsity, ClassificationAccuracy, SynapticOperations
         from neurobench.models import TorchModel
 
+        from suite.models.fast_paths import unfused
         from suite.models.neuron import LIF
 
+        self._unfused = contextlib.ExitStack()
+        self._unfused.enter_context(unfused(model))  # until close(): NeuroBench's hooks see every module
         self.model = TorchModel(model)
         self.model.add_activation_module(LIF)
         self.model.register_hooks()
@@ -109,5 +114,6 @@ class NeuroBenchProbe:
         }
 
     def close(self) -> None:
-        """Remove NeuroBench's hooks: the model is left as it was."""
+        """Remove NeuroBench's hooks and turn the fused paths back on: the model is left as it was."""
         self.model.cleanup_hooks()
+        self._unfused.close()

@@ -1,8 +1,7 @@
 """The shared Spikformer backbone, and model families (Spikformer's and plugged-in ones) by name."""
 
+from suite.models.fast_paths import set_lif_backend, unfused
 from suite.models.neuron import LIF
-from suite.models import lif_fused  # noqa: F401  (registers the fused LIF backends in BACKENDS)
-from suite.models import lif_spikingjelly  # noqa: F401  (registers the "spikingjelly" backend)
 from suite.models.official import load_official_state_dict
 from suite.models.families import create_model, get_family, list_families, model_config, options_for_task
 from suite.models.family import ModelFamily
@@ -23,4 +22,6 @@ __all__ = [
     "load_official_state_dict",
     "model_config",
     "options_for_task",
+    "set_lif_backend",
+    "unfused",
 ]

@@ -4,7 +4,7 @@ spikingjelly backend's tests and `suite doctor --gpu` (on the device) all check.
 The cases cover fp32, fp16 and bf16 inputs, T in {1, 4, 16}, thresholds 0.5 and 1.0 (detach_reset
 is the suite's only mode) and a neuron count that is no multiple of the Triton block (1024).
 
-What "equal" means per dtype (suite.models.lif_triton explains the choice):
+What "equal" means per dtype (suite.models.kernels.lif_triton explains the choice):
 - fp32: spikes identical to `lif_reference(x)`, gradients within rtol 1e-5, atol 1e-6 (the
   kernels' sigmoid is not torch's to the last bit; the BPTT recurrence is the same).
 - fp16/bf16: the backends under test keep an fp32 membrane, so the truth is the reference run on
@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from suite.models.neuron import lif_reference
+from suite.models.kernels.reference import lif_reference
 
 TAU, ALPHA = 2.0, 4.0
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

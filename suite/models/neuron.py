@@ -9,100 +9,61 @@ Per time step t (hard reset to 0, decay_input):
 with v[-1] = 0. The state lives only inside one call, so nothing leaks between batches and callers
 never reset anything.
 
-`LIF` dispatches to a backend: "reference" (a plain per-step autograd loop, the ground truth),
-a fused kernel registered in `BACKENDS` by `suite.models.lif_fused` when available, or
-"spikingjelly" (spikingjelly's own registered LIF kernels, suite.models.lif_spikingjelly).
+`LIF` runs one of the backends of `suite.models.kernels.dispatch`: "reference" (a plain per-step
+autograd loop, the ground truth, suite.models.kernels.reference), the fused kernels (native C++ on
+CPU, Triton on CUDA, torch code elsewhere), or "spikingjelly" (spikingjelly's own LIF kernels).
 
 Precision: the reference and the CPU fused kernels compute in their input's dtype; the Triton
 kernel ("fused_cuda") and spikingjelly keep an fp32 membrane for fp16/bf16 inputs, so for those
-inputs they equal `lif_reference(x.float())` rounded to x's dtype (see suite.models.lif_triton).
+inputs they equal `lif_reference(x.float())` rounded to x's dtype (see suite.models.kernels.lif_triton).
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 
-
-class SigmoidSurrogateSpike(torch.autograd.Function):
-    """Heaviside forward, alpha * sigmoid'(alpha * x) backward (spikingjelly's surrogate.Sigmoid)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.alpha = alpha
-        return (x >= 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        sg = torch.sigmoid(ctx.alpha * x)
-        return grad_out * (ctx.alpha * sg * (1.0 - sg)), None
-
-
-def lif_reference(x: torch.Tensor, tau: float, v_threshold: float, alpha: float) -> torch.Tensor:
-    """x: [T, ...] input currents -> [T, ...] spikes (0/1), differentiable through the surrogate."""
-    v = torch.zeros_like(x[0])
-    spikes = []
-    for x_t in x.unbind(0):
-        h = v + (x_t - v) / tau
-        s = SigmoidSurrogateSpike.apply(h - v_threshold, alpha)
-        v = h * (1.0 - s.detach())
-        spikes.append(s)
-    return torch.stack(spikes)
-
-
-# name -> fn(x, tau, v_threshold, alpha) -> spikes; fused kernels add themselves here. The one list
-# of LIF backends: validation and error messages read it (`backend_names`).
-BACKENDS: dict[str, Callable[..., torch.Tensor]] = {"reference": lif_reference}
-# name -> why 'auto' must not pick it (it stays selectable by name); see lif_triton.register.
-AUTO_EXCLUDED: dict[str, str] = {}
-AUTO_BACKEND = "auto"
-
-
-def backend_names() -> list[str]:
-    """Every name `LIF(backend=...)` accepts on this machine: 'auto', then the registered backends."""
-    return [AUTO_BACKEND, *sorted(BACKENDS)]
-
-
-def check_backend(name: str) -> str:
-    """`name` if it is a registered backend or 'auto'; else UnknownNameError listing the valid names."""
-    from suite.errors import UnknownNameError
-
-    if name != AUTO_BACKEND and name not in BACKENDS:
-        raise UnknownNameError(f"unknown LIF backend {name!r}; valid backends: {', '.join(backend_names())}")
-    return name
-
-
-def backend_name(name: str, device: torch.device) -> str:
-    """The registered backend `name` stands for on `device`: 'auto' picks the fastest one that is
-    not excluded from 'auto'; the rest must be registered."""
-    if check_backend(name) == AUTO_BACKEND:
-        for candidate in (f"fused_{device.type}", "fused", "reference"):
-            if candidate in BACKENDS and candidate not in AUTO_EXCLUDED:
-                return candidate
-    return name
-
-
-def resolve_backend(name: str, device: torch.device) -> Callable[..., torch.Tensor]:
-    return BACKENDS[backend_name(name, device)]
+from suite.models.kernels import dispatch
 
 
 class LIF(nn.Module):
-    """Multi-step LIF layer over inputs shaped [T, ...]; returns spikes of the same shape."""
+    """Multi-step LIF layer over inputs shaped [T, ...]; returns spikes of the same shape.
+
+    `backend` (a name of `dispatch.backend_names()`) is resolved when the layer is built and again
+    only when it is set (`set_backend`, or assigning `backend`); the repr shows the choice."""
 
     def __init__(self, tau: float = 2.0, v_threshold: float = 1.0, alpha: float = 4.0, backend: str = "auto"):
         super().__init__()
         self.tau = tau
         self.v_threshold = v_threshold
         self.alpha = alpha
-        self.backend = check_backend(backend)  # a typo fails here, not at the first forward
+        self.set_backend(backend)  # a typo fails here, not at the first forward
+
+    def set_backend(self, name: str) -> None:
+        """Run backend `name` from now on (UnknownNameError listing the valid names otherwise)."""
+        self.choice = dispatch.BackendChoice(name)
+
+    @property
+    def backend(self) -> str:
+        return self.choice.requested
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        self.set_backend(name)
+
+    def kernel_on(self, device: torch.device):
+        """The function this layer runs for inputs on `device` (fused block paths compare it)."""
+        return self.choice.kernel_on(device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fn = resolve_backend(self.backend, x.device)
-        return fn(x, self.tau, self.v_threshold, self.alpha)
+        return self.choice.kernel_on(x.device)(x, self.tau, self.v_threshold, self.alpha)
 
     def extra_repr(self) -> str:
-        return f"tau={self.tau}, v_threshold={self.v_threshold}, alpha={self.alpha}, backend={self.backend!r}"
+        return f"tau={self.tau}, v_threshold={self.v_threshold}, alpha={self.alpha}, backend={self.choice!r}"
+
+
+def describe_backends(model: nn.Module, device: torch.device) -> str:
+    """What the model's LIF layers run on here, e.g. "fused_cpu (native C++ kernels /path/native_cpu-<key>.so)":
+    the line a run logs so that a slow fallback never goes unnoticed."""
+    names = sorted({m.choice.name_on(device) for m in model.modules() if isinstance(m, LIF)})
+    return ", ".join(f"{name} ({dispatch.describe(name, device)})" for name in names) or "no LIF layers"

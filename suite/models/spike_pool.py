@@ -1,4 +1,5 @@
-"""Max-pooling of spike maps without ATen's int64 argmax indices (native CPU kernel, csrc/maxpool_cpu.cpp).
+"""Max-pooling of spike maps without ATen's int64 argmax indices (native CPU kernel,
+suite/models/kernels/csrc/maxpool_cpu.cpp).
 
 `SpikeMaxPool2d` is an `nn.MaxPool2d` (same arguments, state and repr) whose forward, for
 channels-last float32/bfloat16 CPU tensors, runs the native kernel: backward recomputes each
@@ -14,10 +15,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from suite.models import lif_cpu, spike_storage
-from suite.models.lif_fused import KERNELS  # its native_enabled switch turns native kernels off
-
-_STORAGE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.uint8: 2}
+from suite.models import spike_storage
+from suite.models.kernels import native_cpu
+from suite.models.kernels.fused_lif import KERNELS  # its native_enabled switch turns native kernels off
 
 
 def _pair(v) -> tuple[int, int]:
@@ -40,14 +40,11 @@ class SpikeMaxPoolFunction(torch.autograd.Function):
         Ho, Wo = _output_size(H, k, s, p), _output_size(W, k, s, p)
         out = torch.empty((N, C, Ho, Wo), dtype=x.dtype, memory_format=torch.channels_last)
         compact = torch.empty_like(out, dtype=torch.uint8) if spike_storage.wants_compact(out) else None
-        lif_cpu.LIBRARY.get().suite_maxpool_forward(
-            _STORAGE_CODES[x.dtype], lif_cpu._ptr(x), lif_cpu._ptr(out), lif_cpu._ptr(compact),
-            N, H, W, C, Ho, Wo, k, s, p, lif_cpu._threads(),
-        )
+        ctx.geometry = (N, H, W, C, Ho, Wo, k, s, p)
+        native_cpu.maxpool_forward(x, out, compact, ctx.geometry)
         twin = spike_storage._twin_view(x)
         kept = twin if twin is not None and twin.is_contiguous(memory_format=torch.channels_last) else x.detach()
         ctx.save_for_backward(kept)
-        ctx.geometry = (N, H, W, C, Ho, Wo, k, s, p)
         ctx.input_dtype = x.dtype
         if spike_storage.is_marked(x):  # the maximum of spikes is a spike: the next layer may compact it
             spike_storage.mark_spikes(out, compact)
@@ -56,14 +53,11 @@ class SpikeMaxPoolFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         (kept,) = ctx.saved_tensors
-        N, H, W, C, Ho, Wo, k, s, p = ctx.geometry
+        N, H, W, C = ctx.geometry[:4]
         grad_out = grad_out.to(ctx.input_dtype).contiguous(memory_format=torch.channels_last)
         kept = kept.contiguous(memory_format=torch.channels_last)
         grad_in = torch.empty((N, C, H, W), dtype=ctx.input_dtype, memory_format=torch.channels_last)
-        lif_cpu.LIBRARY.get().suite_maxpool_backward(
-            _STORAGE_CODES[kept.dtype], lif_cpu._ptr(kept), _STORAGE_CODES[ctx.input_dtype], lif_cpu._ptr(grad_out),
-            lif_cpu._ptr(grad_in), N, H, W, C, Ho, Wo, k, s, p, lif_cpu._threads(),
-        )
+        native_cpu.maxpool_backward(kept, grad_out, grad_in, ctx.geometry)
         return grad_in, None, None, None
 
 
@@ -73,7 +67,7 @@ class SpikeMaxPool2d(nn.MaxPool2d):
         k, s, p = _square(self.kernel_size), _square(self.stride or self.kernel_size), _square(self.padding)
         if None in (k, s, p) or _square(self.dilation) != 1 or self.ceil_mode or self.return_indices:
             return None
-        if x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last) or not lif_cpu.supports(x):
+        if x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last) or not native_cpu.supports(x):
             return None
         return k, s, p
 

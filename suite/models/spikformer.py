@@ -4,17 +4,24 @@ Faithful to the official code (ZK-Zhou/spikformer) in structure, parameters and 
 layout for all stems: activations flow as [T, B, ...] and token tensors as [T, B, N, D], so every
 Linear acts on the last dimension and every BatchNorm1d sees [T*B*N, D] without transposes.
 Official checkpoints load through `suite.models.official`.
+
+Each block's forward reads as its definition, e.g. `lif(bn(linear(x)))`; a `FusedBlock` first
+offers its inputs to the fused kernels (suite.models.kernels.fused_bn_lif), which compute the same
+spikes in one pass where they apply (see suite.models.fast_paths for the switches).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
 
-from suite.models.bn_lif_fused import conv_bn_lif, linear_bn_lif
-from suite.models.neuron import LIF, check_backend
+from suite.models import fast_paths
+from suite.models.fast_paths import FusedBlock
+from suite.models.kernels import fused_bn_lif
+from suite.models.kernels.dispatch import check_backend
+from suite.models.neuron import LIF
 from suite.models.spike_pool import SpikeMaxPool2d
 from suite.models.spike_storage import compact_saved_spikes
 
@@ -79,7 +86,7 @@ def check_config(cfg: SpikformerConfig) -> None:
             raise UsageError(f"model option {name} must be a positive number, got {value!r}")
 
 
-class ConvBNLIF(nn.Module):
+class ConvBNLIF(FusedBlock):
     """conv3x3 (no bias) -> BN -> LIF [-> max-pool of the spikes]."""
 
     def __init__(self, c_in: int, c_out: int, pool: bool, backend: str):
@@ -91,8 +98,12 @@ class ConvBNLIF(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B = x.shape[:2]
-        x = conv_bn_lif(self.bn, self.lif, self.conv(x.flatten(0, 1)), T)  # spikes [T, B, C', H, W]
-        x = self.pool(x.flatten(0, 1))  # [T*B, C', H', W']
+        z = self.conv(x.flatten(0, 1))  # [T*B, C', H, W]
+        spikes = fused_bn_lif.conv_bn_lif(self.bn, self.lif, z, T) if self.fused else None
+        if spikes is None:
+            y = self.bn(z)
+            spikes = self.lif(y.view(T, B, *y.shape[1:]))  # [T, B, C', H, W]
+        x = self.pool(spikes.flatten(0, 1))  # [T*B, C', H', W']
         return x.view(T, B, *x.shape[1:])
 
 
@@ -115,7 +126,7 @@ class SPS(nn.Module):
         return x.flatten(3).transpose(2, 3)  # [T, B, N, D]
 
 
-class LinearBNLIF(nn.Module):
+class LinearBNLIF(FusedBlock):
     """Linear -> BatchNorm1d over the feature dim -> LIF, on tokens [T, B, N, D]."""
 
     def __init__(self, d_in: int, d_out: int, bias: bool, backend: str, v_threshold: float = 1.0):
@@ -125,7 +136,11 @@ class LinearBNLIF(nn.Module):
         self.lif = LIF(v_threshold=v_threshold, backend=backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear_bn_lif(self.linear, self.bn, self.lif, x)  # BN over D_out of [T, B, N, D_out]
+        spikes = fused_bn_lif.linear_bn_lif(self.linear, self.bn, self.lif, x) if self.fused else None
+        if spikes is None:
+            z = self.linear(x)
+            spikes = self.lif(self.bn(z.flatten(0, -2)).view(z.shape))  # BN over D_out of [T, B, N, D_out]
+        return spikes
 
 
 class AttentionProduct(nn.Module):
@@ -227,6 +242,11 @@ class Spikformer(nn.Module):
         for block in self.blocks:
             x = block(x)
         return x.mean(2).mean(0)  # [B, D]: mean over tokens, then over time
+
+    def set_lif_backend(self, name: str) -> None:
+        """Every LIF layer runs backend `name` from now on; the config records it."""
+        fast_paths.set_lif_backend(self, name)
+        self.config = replace(self.config, lif_backend=name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with compact_saved_spikes(self.training):  # spikes kept for backward as uint8, not float

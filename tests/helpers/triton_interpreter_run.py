@@ -15,7 +15,7 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from suite.models import lif_triton  # noqa: E402
+from suite.models.kernels import lif_triton  # noqa: E402
 from suite.models.lif_equivalence import check_backend  # noqa: E402
 
 
@@ -42,7 +42,7 @@ def main() -> None:
     report["cases"] = check_backend(lif_triton.lif_triton, "cpu")
     channels_last = torch.randn(4 * 2, 5, 3, 3).contiguous(memory_format=torch.channels_last).view(4, 2, 5, 3, 3)
     spikes = lif_triton.lif_triton(channels_last, 2.0, 1.0, 4.0)
-    from suite.models.neuron import lif_reference
+    from suite.models.kernels.reference import lif_reference
 
     report["channels_last"] = {
         "stride_kept": spikes.stride() == channels_last.stride(),

@@ -11,8 +11,8 @@ BPTT recurrence of the reference graph, with hard reset to 0 and detach_reset:
 
 with dL/dv[T-1] = 0 and sg'(u) = alpha * sigmoid(alpha u) * (1 - sigmoid(alpha u)).
 
-On CPU (float32, bfloat16) both run as hand-written native kernels (suite/models/lif_cpu.py,
-compiled on first use). Elsewhere, or without a C++ compiler, they are the plain tensor code
+On CPU (float32, bfloat16) both run as hand-written native kernels (native_cpu.py, compiled on
+first use; each torch kernel and its native twin are declared together as a `Kernel`). Elsewhere, or without a C++ compiler, they are the plain tensor code
 below over a [T, N] view, which torch.compile (inductor) fuses into a single loop over N; one
 compiled graph (dynamic N) serves every layer. Tensors under SUITE_LIF_COMPILE_MIN_ELEMENTS
 (default 2^20, so tiny test models never wait for a compiler) and any run where compiling fails
@@ -25,12 +25,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from suite.models import lif_cpu
-from suite.models.neuron import AUTO_EXCLUDED, BACKENDS, LIF, backend_name
+from suite.models.kernels import native_cpu
+from suite.models.kernels.layout import in_layout, restore_layout, time_major_2d
 from suite.models.spike_storage import mark_spikes
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,22 @@ def lif_backward_steps(
     return bptt_steps(grad_spikes, membrane_steps(x.unbind(0), tau, v_threshold), tau, v_threshold, alpha)
 
 
+@dataclass(frozen=True)
+class Kernel:
+    """One computation in its two implementations: the torch code, which defines it (compiled by
+    inductor where that pays), and the native CPU function that replaces it where it can run."""
+
+    torch_fn: Callable
+    native_fn: Callable
+
+
+LIF_FORWARD = Kernel(lif_forward_steps, native_cpu.native_lif_forward_steps)
+LIF_BACKWARD = Kernel(lif_backward_steps, native_cpu.native_lif_backward_steps)
+
+
 class _Kernels:
-    """Runs a kernel function compiled (torch.compile, on first use) for tensors big enough to
-    repay the compile time (seconds per process; inductor caches the code on disk), eagerly below
+    """Runs a `Kernel`: its native function where that can run, else its torch code compiled
+    (torch.compile, on first use) for tensors big enough to repay the compile time (seconds per process; inductor caches the code on disk), eagerly below
     that size, and eagerly for good once compiling has failed."""
 
     def __init__(self) -> None:
@@ -89,7 +103,7 @@ class _Kernels:
         self.compile_enabled = os.environ.get("SUITE_LIF_COMPILE", "1").lower() not in ("0", "false", "no", "off")
         # Below ~1M elements the eager kernels take about a millisecond per step.
         self.compile_min_elements = int(os.environ.get("SUITE_LIF_COMPILE_MIN_ELEMENTS", 1 << 20))
-        self.native_enabled = lif_cpu.enabled()  # hand-written CPU kernels (csrc/lif_cpu.cpp)
+        self.native_enabled = native_cpu.enabled()  # hand-written CPU kernels (csrc/)
 
     def compiled(self, fn: Callable) -> Callable:
         with self._lock:
@@ -98,14 +112,13 @@ class _Kernels:
                 self._compiled[fn] = torch.compile(fn, dynamic=True)
             return self._compiled[fn]
 
-    def run(self, fn: Callable, x: torch.Tensor, *args, compile: bool | None = None, native: bool = True):
-        """fn(x, *args): by its native CPU twin where there is one (and native=True), else
-        compiled when x is big enough (or when compile=True), else eagerly."""
-        if native and self.native_enabled and fn.__name__ in lif_cpu.NATIVE and lif_cpu.supports(x):
-            return lif_cpu.NATIVE[fn.__name__](x, *args)
-        if compile is None:
-            compile = self.compile_enabled and x.numel() >= self.compile_min_elements
-        if not compile:
+    def run(self, kernel: Kernel, x: torch.Tensor, *args):
+        """kernel(x, *args): by its native CPU function where that can run x, else by its torch
+        code, compiled when x is big enough, else eagerly."""
+        if self.native_enabled and native_cpu.supports(x):
+            return kernel.native_fn(x, *args)
+        fn = kernel.torch_fn
+        if not (self.compile_enabled and x.numel() >= self.compile_min_elements):
             return fn(x, *args)
         try:
             return self.compiled(fn)(x, *args)
@@ -122,48 +135,11 @@ class _Kernels:
 KERNELS = _Kernels()
 
 
-def _dense_time_outermost(x: torch.Tensor) -> bool:
-    """True when x fills its memory block without gaps and time is its outermost dimension, so
-    that memory order is a [T, N] matrix (contiguous and channels-last activations are)."""
-    order = sorted(range(x.dim()), key=lambda d: x.stride(d), reverse=True)
-    expected = 1
-    for d in reversed(order):
-        if x.shape[d] != 1 and x.stride(d) != expected:
-            return False
-        expected *= x.shape[d]
-    return order[0] == 0 or x.shape[0] == 1
-
-
-def _time_major_2d(x: torch.Tensor) -> torch.Tensor:
-    """A [T, N] view of x in memory order; other layouts are copied to contiguous first."""
-    T = x.shape[0]
-    if x.is_contiguous():
-        return x.view(T, -1)
-    if _dense_time_outermost(x):
-        return x.as_strided((T, x.numel() // T), (x.numel() // T, 1))
-    return x.contiguous().view(T, -1)
-
-
-def _restore(y2d: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A [T, N] result given the shape and memory order of `like` (inverse of `_time_major_2d`)."""
-    if not like.is_contiguous() and _dense_time_outermost(like):
-        return y2d.as_strided(like.shape, like.stride())
-    return y2d.view(like.shape)
-
-
-def _in_layout(t: torch.Tensor, shape: torch.Size, stride: tuple[int, ...]) -> torch.Tensor:
-    """t itself if it already has this layout, else a copy that has it (gradients may arrive in
-    any layout; the kernels need the saved input's memory order)."""
-    if t.stride() == stride:
-        return t
-    return torch.empty_strided(shape, stride, dtype=t.dtype, device=t.device).copy_(t)
-
-
 class FusedLIFFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, tau: float, v_threshold: float, alpha: float) -> torch.Tensor:
-        x2d = _time_major_2d(x).detach()  # not a view: compiled kernels would guard on its base
-        spikes = _restore(mark_spikes(KERNELS.run(lif_forward_steps, x2d, tau, v_threshold)), x)
+        x2d = time_major_2d(x).detach()  # not a view: compiled kernels would guard on its base
+        spikes = restore_layout(mark_spikes(KERNELS.run(LIF_FORWARD, x2d, tau, v_threshold)), x)
         ctx.save_for_backward(x2d)
         ctx.params = (tau, v_threshold, alpha)
         ctx.layout = (spikes.shape, spikes.stride())
@@ -172,10 +148,10 @@ class FusedLIFFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes: torch.Tensor):
         (x2d,) = ctx.saved_tensors
-        grad_spikes = _in_layout(grad_spikes, *ctx.layout)
-        grad2d = _time_major_2d(grad_spikes).detach()
-        grad_x = KERNELS.run(lif_backward_steps, grad2d, x2d, *ctx.params)
-        return _restore(grad_x, grad_spikes), None, None, None
+        grad_spikes = in_layout(grad_spikes, *ctx.layout)
+        grad2d = time_major_2d(grad_spikes).detach()
+        grad_x = KERNELS.run(LIF_BACKWARD, grad2d, x2d, *ctx.params)
+        return restore_layout(grad_x, grad_spikes), None, None, None
 
 
 def lif_fused(x: torch.Tensor, tau: float, v_threshold: float, alpha: float) -> torch.Tensor:
@@ -184,34 +160,4 @@ def lif_fused(x: torch.Tensor, tau: float, v_threshold: float, alpha: float) -> 
         return torch.zeros_like(x)
     if torch.is_grad_enabled() and x.requires_grad:
         return FusedLIFFunction.apply(x, tau, v_threshold, alpha)
-    return _restore(KERNELS.run(lif_forward_steps, _time_major_2d(x).detach(), tau, v_threshold), x)
-
-
-BACKENDS["fused"] = lif_fused
-BACKENDS["fused_cpu"] = lif_fused
-
-if torch.cuda.is_available():
-    try:
-        from suite.models import lif_triton
-
-        lif_triton.register(BACKENDS, AUTO_EXCLUDED)
-    except ImportError as err:  # no triton: CUDA tensors use the torch.compile kernels above
-        log.info("Triton LIF kernels unavailable (%s); CUDA uses the compiled 'fused' backend", err)
-
-
-def describe_backends(model: torch.nn.Module, device: torch.device) -> str:
-    """What the model's LIF layers run on here, e.g. "fused_cpu (native C++ kernels /path/lif_cpu-<key>.so)":
-    the line a run logs so that a slow fallback never goes unnoticed."""
-    names = sorted({backend_name(m.backend, device) for m in model.modules() if isinstance(m, LIF)})
-    return ", ".join(f"{name} ({_how(name, device)})" for name in names) or "no LIF layers"
-
-
-def _how(name: str, device: torch.device) -> str:
-    if BACKENDS[name] is not lif_fused:
-        known = {"reference": "per-step autograd", "fused_cuda": "Triton kernels", "spikingjelly": "spikingjelly's kernels"}
-        return known.get(name, BACKENDS[name].__module__)
-    if device.type != "cpu":
-        return "torch kernels"
-    if not KERNELS.native_enabled:
-        return "torch kernels; native kernels off"
-    return lif_cpu.status() if lif_cpu.available() else f"torch kernels; {lif_cpu.status()}"
+    return restore_layout(KERNELS.run(LIF_FORWARD, time_major_2d(x).detach(), tau, v_threshold), x)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import torch
 
-from suite.models.neuron import BACKENDS
-
 
 def lif_spikingjelly(x: torch.Tensor, tau: float, v_threshold: float, alpha: float) -> torch.Tensor:
     from spikingjelly.activation_based import functional, surrogate
@@ -28,5 +26,3 @@ def lif_spikingjelly(x: torch.Tensor, tau: float, v_threshold: float, alpha: flo
     )
     return spikes
 
-
-BACKENDS["spikingjelly"] = lif_spikingjelly

@@ -9,7 +9,7 @@
 //
 // The arithmetic is the reference's, operation by operation (compiled with -ffp-contract=off so
 // no multiply-add is fused): y = z * scale + shift; h = v + (y - v) / tau; spike = h >= v_th;
-// v = spike ? 0 : h. Backward (BPTT with detach_reset; see suite/models/lif_fused.py):
+// v = spike ? 0 : h. Backward (BPTT with detach_reset; see suite/models/kernels/fused_lif.py):
 //   gh = g * (alpha * sg * (1 - sg)) + (spike ? 0 : gv);  dy = gh / tau;  gv = gh - dy
 // with sg = sigmoid(alpha * (h - v_th)), evaluated with a polynomial exp (about 1 ulp).
 //
@@ -307,7 +307,7 @@ void batchnorm_input_grad(S* grad_z, const S* z, const float* mean, const float*
 
 }  // namespace
 
-// The C ABI that suite/models/lif_cpu.py calls through ctypes; dtype 0 = float32, 1 = bfloat16
+// The C ABI that suite/models/kernels/native_cpu.py calls through ctypes; dtype 0 = float32, 1 = bfloat16
 // (tensors passed as raw pointers to contiguous [T, R, J] storage).
 extern "C" {
 

@@ -1,12 +1,12 @@
-"""Native CPU kernels for the fused LIF and BatchNorm + LIF (csrc/lif_cpu.cpp) and the spike
-max-pool (csrc/maxpool_cpu.cpp, used by suite.models.spike_pool).
+"""Native CPU kernels: the fused LIF and BatchNorm + LIF (csrc/lif_cpu.cpp) and the spike max-pool
+(csrc/maxpool_cpu.cpp, used by suite.models.spike_pool), built into one library.
 
 The C++ files ship inside the package (read through importlib.resources, so an installed wheel
 builds exactly what a checkout does) and are compiled on first use with the system C++ compiler
 (about a second) into a per-machine cache and called through ctypes on the tensors' memory: no torch
-headers, no Python extension build. Each `native_*` function here takes and returns what its reference twin in
-lif_fused.py / bn_lif_fused.py does (same name without `native_`), so `KERNELS.run` can swap one
-for the other. float32 and bfloat16 tensors are handled natively; anything else, or a machine
+headers, no Python extension build. Each `native_*` LIF function here takes and returns what its torch twin in
+fused_lif.py / fused_bn_lif.py does (same name without `native_`; the pairs are declared there as
+`Kernel`s), so `KERNELS.run` can swap one for the other. float32 and bfloat16 tensors are handled natively; anything else, or a machine
 without a compiler, uses the reference-shaped torch code (compiled by inductor where it pays).
 
 Environment: SUITE_NATIVE_KERNELS=0 turns the native kernels off; SUITE_KERNEL_CACHE sets the
@@ -33,7 +33,7 @@ from suite.models import spike_storage
 
 log = logging.getLogger(__name__)
 
-CSRC = resources.files("suite.models") / "csrc"
+CSRC = resources.files("suite.models.kernels") / "csrc"
 SOURCES = [CSRC / "lif_cpu.cpp", CSRC / "maxpool_cpu.cpp"]
 HEADERS = [CSRC / "storage.h"]  # included by the sources: part of the build key and of the build folder
 ABI_VERSION = 4
@@ -99,7 +99,7 @@ def source_texts() -> dict[str, str]:
         except OSError as err:
             raise NativeKernelError(
                 f"kernel file {source.name} is missing from the installed suite ({err}); "
-                "reinstall spikformer-suite (its package data lacks suite/models/csrc files)"
+                "reinstall spikformer-suite (its package data lacks suite/models/kernels/csrc files)"
             ) from err
     return texts
 
@@ -110,7 +110,7 @@ def library_path(texts: dict[str, str] | None = None) -> Path:
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
     texts = source_texts() if texts is None else texts
     key = hashlib.sha256("\n".join([*texts.values(), cxx, version, " ".join(FLAGS), _cpu_signature()]).encode()).hexdigest()[:16]
-    return cache_dir() / f"lif_cpu-{key}.so"
+    return cache_dir() / f"native_cpu-{key}.so"
 
 
 def build(target: Path, texts: dict[str, str] | None = None) -> None:
@@ -122,11 +122,11 @@ def build(target: Path, texts: dict[str, str] | None = None) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
-    with tempfile.TemporaryDirectory(prefix="lif_cpu-src-") as folder:
+    with tempfile.TemporaryDirectory(prefix="native_cpu-src-") as folder:
         for name, text in texts.items():
             Path(folder, name).write_text(text)
         cmd = [_compiler(), *FLAGS, *(str(Path(folder, s.name)) for s in SOURCES), "-o", tmp]
-        log.info("compiling the native LIF kernels: %s", " ".join(cmd))
+        log.info("compiling the native CPU kernels: %s", " ".join(cmd))
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         os.unlink(tmp)
@@ -168,7 +168,7 @@ class _Library:
                 except (NativeKernelError, OSError) as err:
                     self._failed = True
                     self.error = str(err).splitlines()[0]
-                    log.warning("native LIF kernels unavailable (%s); using torch kernels instead", err)
+                    log.warning("native CPU kernels unavailable (%s); using torch kernels instead", err)
         return self._lib
 
 
@@ -256,7 +256,7 @@ def _per_column(per_channel: torch.Tensor, K: int) -> torch.Tensor:
 
 def _affine(weight, bias, mean, invstd):
     scale = invstd * weight
-    return scale, bias - mean * scale  # the reference's fp32 arithmetic (bn_lif_fused._affine)
+    return scale, bias - mean * scale  # the reference's fp32 arithmetic (fused_bn_lif._affine)
 
 
 def native_bn_lif_forward_steps(z, weight, bias, eps: float, tau: float, v_threshold: float):
@@ -306,10 +306,18 @@ def native_bn_lif_backward_steps(grad_spikes, z, mean, invstd, weight, bias, tau
     return grad_z, grad_weight, grad_bias, sums
 
 
-# The torch kernel each native one replaces, by name (KERNELS.run looks them up).
-NATIVE = {
-    "lif_forward_steps": native_lif_forward_steps,
-    "lif_backward_steps": native_lif_backward_steps,
-    "bn_lif_forward_steps": native_bn_lif_forward_steps,
-    "bn_lif_backward_steps": native_bn_lif_backward_steps,
-}
+_STORAGE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.uint8: 2}
+
+
+def maxpool_forward(x: torch.Tensor, out: torch.Tensor, compact: torch.Tensor | None, geometry: tuple) -> None:
+    """Writes the window maxima of channels-last x into out (and its uint8 copy `compact`, if any);
+    geometry = (N, H, W, C, Ho, Wo, kernel, stride, padding)."""
+    LIBRARY.get().suite_maxpool_forward(_STORAGE_CODES[x.dtype], _ptr(x), _ptr(out), _ptr(compact), *geometry, _threads())
+
+
+def maxpool_backward(kept: torch.Tensor, grad_out: torch.Tensor, grad_in: torch.Tensor, geometry: tuple) -> None:
+    """Routes each window's gradient to its first maximum in `kept` (the input, or its uint8 copy)."""
+    LIBRARY.get().suite_maxpool_backward(
+        _STORAGE_CODES[kept.dtype], _ptr(kept), _STORAGE_CODES[grad_out.dtype], _ptr(grad_out), _ptr(grad_in),
+        *geometry, _threads(),
+    )

@@ -1,11 +1,11 @@
 """Triton kernels for the fused multi-step LIF on CUDA (backend "fused_cuda").
 
-Imported by `suite.models.lif_fused` when CUDA and triton are available, which then calls
-`register`; CPU tensors reach this module only under Triton's interpreter (TRITON_INTERPRET=1),
-which is how tests/test_triton_interpreter.py runs these kernels in CI on a machine without a GPU.
-Same recurrences as lif_fused: each program owns BLOCK neurons and walks the T steps, forward
-keeping v in registers, backward first recomputing h[t] into a scratch buffer, then running BPTT
-in reverse. Division is correctly rounded (div_rn), as the reference's is on CPU.
+Registered by `suite.models.kernels.dispatch` when CUDA and triton are available; CPU tensors
+reach this module only under Triton's interpreter (TRITON_INTERPRET=1), which is how
+tests/test_triton_interpreter.py runs these kernels in CI on a machine without a GPU. Same
+recurrences as suite.models.kernels.fused_lif: each program owns BLOCK neurons and walks the T
+steps, forward keeping v in registers, backward first recomputing h[t] into a scratch buffer, then
+running BPTT in reverse. Division is correctly rounded (div_rn), as the reference's is on CPU.
 
 Precision: the membrane is always fp32. fp16/bf16 inputs are widened when loaded, spikes and
 gradients are rounded to the input dtype when stored, nothing in between. This is spikingjelly
@@ -22,16 +22,13 @@ T*N >= 2^31 elements index correctly; the tests evaluate these helpers at such v
 
 from __future__ import annotations
 
-import logging
 import os
 
 import torch
 import triton
 import triton.language as tl
 
-from suite.models.lif_fused import _in_layout, _restore, _time_major_2d
-
-log = logging.getLogger(__name__)
+from suite.models.kernels.layout import in_layout, restore_layout, time_major_2d
 
 BLOCK = 1024
 
@@ -103,11 +100,11 @@ def _forward_spikes(x2d: torch.Tensor, tau: float, v_threshold: float) -> torch.
 class TritonLIFFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, tau: float, v_threshold: float, alpha: float) -> torch.Tensor:
-        x2d = _time_major_2d(x)
+        x2d = time_major_2d(x)
         spikes = _forward_spikes(x2d, tau, v_threshold)
         ctx.save_for_backward(x2d)
         ctx.params = (float(tau), float(v_threshold), float(alpha))
-        out = _restore(spikes, x)
+        out = restore_layout(spikes, x)
         ctx.layout = (out.shape, out.stride())
         return out
 
@@ -115,12 +112,12 @@ class TritonLIFFunction(torch.autograd.Function):
     def backward(ctx, grad_spikes: torch.Tensor):
         (x2d,) = ctx.saved_tensors
         T, N = x2d.shape
-        grad_spikes = _in_layout(grad_spikes, *ctx.layout)
-        grad2d = _time_major_2d(grad_spikes)
+        grad_spikes = in_layout(grad_spikes, *ctx.layout)
+        grad2d = time_major_2d(grad_spikes)
         scratch = torch.empty(T, N, dtype=torch.float32, device=x2d.device)
         grad_x = torch.empty_like(x2d)
         _lif_backward_kernel[_grid(N)](grad2d, x2d, scratch, grad_x, N, T, *ctx.params, BLOCK=BLOCK)
-        return _restore(grad_x, grad_spikes), None, None, None
+        return restore_layout(grad_x, grad_spikes), None, None, None
 
 
 def interpreting() -> bool:
@@ -138,21 +135,4 @@ def lif_triton(x: torch.Tensor, tau: float, v_threshold: float, alpha: float) ->
         return torch.zeros_like(x)
     if torch.is_grad_enabled() and x.requires_grad:
         return TritonLIFFunction.apply(x, tau, v_threshold, alpha)
-    return _restore(_forward_spikes(_time_major_2d(x), tau, v_threshold), x)
-
-
-def register(backends: dict, auto_excluded: dict) -> None:
-    """Register as "fused_cuda"; leave it out of 'auto' unless this source is the one whose
-    interpreter tests passed (suite.models.triton_verification)."""
-    from suite.models import triton_verification
-
-    backends["fused_cuda"] = lif_triton
-    if triton_verification.verified():
-        auto_excluded.pop("fused_cuda", None)
-        return
-    reason = (
-        f"{triton_verification.KERNEL_SOURCE.name} differs from the source its interpreter tests verified "
-        "(run pytest tests/test_triton_interpreter.py)"
-    )
-    auto_excluded["fused_cuda"] = reason
-    log.warning("'auto' does not pick the Triton LIF kernel: %s; it uses the 'fused' backend on CUDA", reason)
+    return restore_layout(_forward_spikes(time_major_2d(x), tau, v_threshold), x)

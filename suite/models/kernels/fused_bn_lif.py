@@ -1,4 +1,5 @@
-"""Training-mode BatchNorm + multi-step LIF as one autograd function (used with fused LIF backends).
+"""Training-mode BatchNorm + multi-step LIF as one autograd function, and the fused paths of the
+Conv -> BN -> LIF and Linear -> BN -> LIF blocks built on it (used with the fused LIF backend).
 
 Unfused, BatchNorm keeps its input z for backward, writes its output y, and the LIF keeps y as
 well: two full-size tensors per layer. Fused, forward computes the batch statistics, then one pass
@@ -19,14 +20,18 @@ outputs (P = B, K = H*W) without copies.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suite.models import lif_cpu
-from suite.models.lif_fused import KERNELS, bptt_steps, lif_fused, membrane_steps
-from suite.models.neuron import LIF, resolve_backend
+from suite.models.kernels import native_cpu
+from suite.models.kernels.fused_lif import KERNELS, Kernel, bptt_steps, lif_fused, membrane_steps
 from suite.models.spike_storage import mark_spikes
+
+if TYPE_CHECKING:
+    from suite.models.neuron import LIF
 
 
 def _affine(weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor):
@@ -69,6 +74,10 @@ def bn_lif_backward_steps(
     return grad_z, grad_weight, grad_bias, grad_z.sum(dim=(0, 1, 3), dtype=torch.float32) if channel_sums else None
 
 
+BN_LIF_FORWARD = Kernel(bn_lif_forward_steps, native_cpu.native_bn_lif_forward_steps)
+BN_LIF_BACKWARD = Kernel(bn_lif_backward_steps, native_cpu.native_bn_lif_backward_steps)
+
+
 class BatchNormLIFFunction(torch.autograd.Function):
     """LIF(BN(z + pre_bias)). A per-channel pre_bias (the bias of the Linear before the BN) shifts
     the batch mean by exactly itself and cancels in the normalised output, so the kernels never
@@ -80,7 +89,7 @@ class BatchNormLIFFunction(torch.autograd.Function):
         # detach: torch.compile treats Parameters' shapes as static and guards on a view's base,
         # either of which would recompile per layer
         z, weight, bias = z.detach(), weight.detach(), bias.detach()
-        spikes, mean, var = KERNELS.run(bn_lif_forward_steps, z, weight, bias, eps, tau, v_threshold)
+        spikes, mean, var = KERNELS.run(BN_LIF_FORWARD, z, weight, bias, eps, tau, v_threshold)
         invstd = torch.rsqrt(var + eps)
         ctx.save_for_backward(z, mean, invstd, weight, bias)
         ctx.params = (tau, v_threshold, alpha)
@@ -93,7 +102,7 @@ class BatchNormLIFFunction(torch.autograd.Function):
     def backward(ctx, grad_spikes, _grad_mean, _grad_var):
         z, mean, invstd, weight, bias = ctx.saved_tensors
         grad_z, grad_weight, grad_bias, grad_pre_bias = KERNELS.run(
-            bn_lif_backward_steps, grad_spikes.contiguous().detach(), z, mean, invstd, weight, bias, *ctx.params,
+            BN_LIF_BACKWARD, grad_spikes.contiguous().detach(), z, mean, invstd, weight, bias, *ctx.params,
             ctx.needs_input_grad[3],
         )
         return grad_z, grad_weight, grad_bias, grad_pre_bias, None, None, None, None
@@ -112,13 +121,13 @@ def _update_running_stats(bn: nn.modules.batchnorm._BatchNorm, mean: torch.Tenso
 
 
 def can_fuse(bn: nn.Module, lif: LIF, z: torch.Tensor) -> bool:
-    """Fuse when BatchNorm uses batch statistics (training) and the LIF runs a fused backend."""
+    """Fuse when BatchNorm uses batch statistics (training) and the LIF runs the fused kernels."""
     return (
         isinstance(bn, nn.modules.batchnorm._BatchNorm)
         and bn.training
         and bn.affine
         and z.is_floating_point()
-        and resolve_backend(lif.backend, z.device) is lif_fused
+        and lif.kernel_on(z.device) is lif_fused
     )
 
 
@@ -137,7 +146,7 @@ def batchnorm_lif(
     else:
         with torch.no_grad():
             spikes, mean, var = KERNELS.run(
-                bn_lif_forward_steps, z4.detach(), bn.weight.detach(), bn.bias.detach(), *params
+                BN_LIF_FORWARD, z4.detach(), bn.weight.detach(), bn.bias.detach(), *params
             )
             if pre_bias is not None:
                 mean = mean + pre_bias.float()
@@ -145,28 +154,19 @@ def batchnorm_lif(
     return spikes
 
 
-def conv_bn_lif(bn: nn.Module, lif: LIF, z: torch.Tensor, time_steps: int) -> torch.Tensor:
-    """Spikes [T, B, C, H, W] of LIF(BN(z)) for a conv output z [T*B, C, H, W] (any layout)."""
+def conv_bn_lif(bn: nn.Module, lif: LIF, z: torch.Tensor, time_steps: int) -> torch.Tensor | None:
+    """Spikes [T, B, C, H, W] of LIF(BN(z)) for a conv output z [T*B, C, H, W] (any layout) in one
+    fused pass, without calling bn or lif; None where no fused kernel applies (the caller then
+    calls the modules)."""
+    if not can_fuse(bn, lif, z):
+        return None
     TB, C, H, W = z.shape
     B = TB // time_steps
-    if not can_fuse(bn, lif, z):
-        y = bn(z)
-        return lif(y.view(time_steps, B, C, H, W))
     if z.is_contiguous(memory_format=torch.channels_last) and not z.is_contiguous():
         spikes = batchnorm_lif(bn, lif, z.permute(0, 2, 3, 1).reshape(time_steps, B * H * W, C, 1))
         return spikes.view(TB, H, W, C).permute(0, 3, 1, 2).view(time_steps, B, C, H, W)
     spikes = batchnorm_lif(bn, lif, z.contiguous().view(time_steps, B, C, H * W))
     return spikes.view(time_steps, B, C, H, W)
-
-
-def observed(*modules: nn.Module) -> bool:
-    """Whether hooks (a metrics monitor) expect these modules to be called; the fused paths below
-    compute their work without calling them, so they step aside then."""
-    from torch.nn.modules import module as torch_module
-
-    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
 def inference_affine(bias: torch.Tensor, bn: nn.Module):
@@ -184,29 +184,25 @@ def inference_affine(bias: torch.Tensor, bn: nn.Module):
     return None
 
 
-def linear_bn_lif(linear: nn.Linear, bn: nn.Module, lif: LIF, x: torch.Tensor) -> torch.Tensor:
-    """Spikes of LIF(BN over the last dim(linear(x))) for tokens x [T, B, N, D_in].
+def linear_bn_lif(linear: nn.Linear, bn: nn.Module, lif: LIF, x: torch.Tensor) -> torch.Tensor | None:
+    """Spikes of LIF(BN over the last dim(linear(x))) for tokens x [T, B, N, D_in] in one fused
+    pass, without calling the modules; None where no fused kernel applies (the caller then calls them).
 
-    Fast paths (when no hooks watch the modules): in training, the Linear runs without its bias,
-    which BatchNormLIFFunction accounts for (no broadcast copy of the bias into every output);
-    in inference on CPU, the bias and the BN's affine map go into the native LIF kernel's pass.
+    In training the Linear runs without its bias, which BatchNormLIFFunction accounts for (no
+    broadcast copy of the bias into every output); in inference the bias and the BN's affine map
+    go into the LIF pass (natively on CPU).
     """
-    fused_lif = resolve_backend(lif.backend, x.device) is lif_fused
-    if linear.bias is not None and fused_lif and not observed(linear, bn, lif):
-        if can_fuse(bn, lif, x):
-            z = F.linear(x, linear.weight)
-            T, D = z.shape[0], z.shape[-1]
-            return batchnorm_lif(bn, lif, z.reshape(T, -1, D, 1), pre_bias=linear.bias).view(z.shape)
-        grad_needed = torch.is_grad_enabled() and (x.requires_grad or linear.weight.requires_grad)
-        affine = None if grad_needed else inference_affine(linear.bias, bn)
-        if affine is not None:
-            z = F.linear(x, linear.weight)
-            if lif_cpu.supports(z) and KERNELS.native_enabled:
-                return lif_cpu.native_affine_lif_forward(z, *affine, lif.tau, lif.v_threshold)
-            return lif(z * affine[0].to(z.dtype) + affine[1].to(z.dtype))
-    z = linear(x)
-    if not can_fuse(bn, lif, z):
-        y = bn(z.reshape(-1, z.shape[-1])).view(z.shape)
-        return lif(y)
-    T, D = z.shape[0], z.shape[-1]
-    return batchnorm_lif(bn, lif, z.reshape(T, -1, D, 1)).view(z.shape)
+    if lif.kernel_on(x.device) is not lif_fused:
+        return None
+    if can_fuse(bn, lif, x):
+        z = F.linear(x, linear.weight)
+        T, D = z.shape[0], z.shape[-1]
+        return batchnorm_lif(bn, lif, z.reshape(T, -1, D, 1), pre_bias=linear.bias).view(z.shape)
+    grad_needed = torch.is_grad_enabled() and (x.requires_grad or linear.weight.requires_grad)
+    affine = None if grad_needed or linear.bias is None else inference_affine(linear.bias, bn)
+    if affine is None:
+        return None
+    z = F.linear(x, linear.weight)
+    if native_cpu.supports(z) and KERNELS.native_enabled:
+        return native_cpu.native_affine_lif_forward(z, *affine, lif.tau, lif.v_threshold)
+    return lif(z * affine[0].to(z.dtype) + affine[1].to(z.dtype))

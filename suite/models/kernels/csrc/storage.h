@@ -25,7 +25,7 @@ inline float round_to_bf16(float f) {
 
 // The plain LIF in bfloat16 rounds after every operation, as torch's bfloat16 tensor ops (and so
 // the reference backend and spikingjelly under autocast) do, so that its spikes are identical.
-// BatchNorm + LIF works in float32 throughout, like its torch twin in bn_lif_fused.py.
+// BatchNorm + LIF works in float32 throughout, like its torch twin in fused_bn_lif.py.
 template <bool kRound>
 inline float rounded(float f) {
   if constexpr (kRound) return round_to_bf16(f);

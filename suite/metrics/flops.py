@@ -118,6 +118,8 @@ def conv_weight_uses(module: nn.modules.conv._ConvNd, x: torch.Tensor) -> torch.
     dims = len(module.kernel_size)
     if x.dim() == dims + 1:  # unbatched input [C, *spatial]
         x = x.unsqueeze(0)
+    elif x.dim() == dims + 3:  # time-major [T, B, C, *spatial] (spikingjelly's multi-step layers)
+        x = x.flatten(0, 1)
     mass = abs_sum(x, dim=1, keepdim=True)  # fp32
     padding = module.padding
     if module.padding_mode != "zeros":
@@ -129,7 +131,7 @@ def conv_weight_uses(module: nn.modules.conv._ConvNd, x: torch.Tensor) -> torch.
 
 
 def conv_counts(module: nn.modules.conv._ConvNd, x: torch.Tensor, out: torch.Tensor, repeat: torch.Tensor):
-    """(sops, dense_macs, real_macs) of one Conv1d/2d/3d call (batched input [R, C, *spatial])."""
+    """(sops, dense_macs, real_macs) of one Conv1d/2d/3d call (input [R, C, *spatial] or [T, B, C, *spatial])."""
     per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
     dense = float(out.numel()) * per_output
     return _split(is_integer_valued(x), conv_weight_uses(module, x), dense, repeat)

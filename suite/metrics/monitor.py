@@ -92,7 +92,8 @@ class SNNMonitor:
         stats, table = monitor.summary(), monitor.firing_rate_table()
         monitor.remove()
 
-    neuron_types / product_types default to the suite's LIF and Spikformer's AttentionProduct.
+    neuron_types default to the model's `neuron_types` attribute, else the suite's LIF; product_types
+    to Spikformer's AttentionProduct.
     Eager models only: the hooks and the matmul interception do not see inside torch.compile.
     """
 
@@ -103,7 +104,8 @@ class SNNMonitor:
         product_types: tuple[type, ...] | None = None,
     ):
         default_neurons, default_products = _default_types()
-        neuron_types = neuron_types or default_neurons
+        # A model family whose neurons are not the suite's LIF names their types (suite.models.family).
+        neuron_types = neuron_types or getattr(model, "neuron_types", None) or default_neurons
         product_types = product_types or default_products
         self.model = model
         self.layers: list[_Layer] = []

@@ -5,10 +5,6 @@ on sys.path / PYTHONPATH, which is exactly what importlib.metadata reads for an 
 """
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +15,9 @@ from suite.cli import main
 from suite.errors import PluginError
 from suite.models import create_model
 from suite.task import ENTRY_POINT_GROUP
-from suite.task_registry import clear_cache, get_task, list_tasks
+from suite.task_registry import get_task, list_tasks
 from tests.helpers.cifar_files import write_cifar
+from tests.helpers.plugins import make_plugin, plugin_path, run_suite, table  # noqa: F401  (plugin_path: a fixture)
 
 BUILT_IN = ["cifar10", "cifar10-dvs", "cifar100", "dvs128-gesture", "imagenet", "ntu120", "ntu60"]
 
@@ -64,26 +61,13 @@ synthetic_size: {train: 24, eval: 12}
 """
 
 
-def make_plugin(site: Path, dist: str, entry_points: dict[str, str], files: dict[str, str]) -> Path:
-    """Write modules/files under `site` and an installed-distribution record registering the tasks."""
-    for relative, text in files.items():
-        path = site / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    info = site / f"{dist}-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-    lines = [f"[{ENTRY_POINT_GROUP}]"] + [f"{name} = {target}" for name, target in entry_points.items()]
-    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    return site
-
-
 def toy_plugin(site: Path) -> Path:
     return make_plugin(
         site,
         "toy_shapes_plugin",
         {"toy-shapes": "toy_shapes_plugin:ToyShapes"},
         {"toy_shapes_plugin/__init__.py": TOY_TASK, "toy_shapes_plugin/toy-shapes.yaml": TOY_CONFIG},
+        group=ENTRY_POINT_GROUP,
     )
 
 
@@ -96,47 +80,6 @@ def write_toy_data(data_root: Path) -> None:
         arrays[f"{split}_x"] = rng.integers(0, 256, size=(n, 1, 16, 16), dtype=np.uint8)
         arrays[f"{split}_y"] = np.arange(n) % 3
     np.savez(folder / "shapes.npz", **arrays)
-
-
-def run_suite(args: list[str], pythonpath: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(pythonpath), os.environ.get("PYTHONPATH")])))
-    return subprocess.run(
-        [sys.executable, "-m", "suite", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=300,
-    )
-
-
-def table(output: str) -> dict[str, dict[str, str]]:
-    lines = output.splitlines()
-    header = lines[0].split()
-    rows = {}
-    for line in lines[1:]:
-        if not line.strip():
-            break
-        cells = line.split()
-        rows[cells[0]] = dict(zip(header, cells, strict=True))
-    return rows
-
-
-@pytest.fixture
-def plugin_path(monkeypatch):
-    """Put a site folder on sys.path for this test only, with a fresh plugin discovery."""
-    added = []
-
-    def add(site: Path) -> None:
-        monkeypatch.syspath_prepend(str(site))
-        added.extend(p.name for p in site.iterdir() if p.is_dir() and not p.name.endswith(".dist-info"))
-        clear_cache()
-
-    yield add
-    for module in [m for m in sys.modules if m.split(".")[0] in added]:
-        del sys.modules[module]
-    clear_cache()
 
 
 def test_tasks_command_lists_built_ins_and_flips_found_when_data_appears(tmp_path, capsys):
@@ -210,6 +153,7 @@ def test_broken_plugin_makes_suite_tasks_fail_with_its_name(tmp_path):
         "broken_task_plugin",
         {"broken-task": "broken_task_plugin:BrokenTask"},
         {"broken_task_plugin/__init__.py": "raise ImportError(\"this task needs the 'libfoo' package\")\n"},
+        group=ENTRY_POINT_GROUP,
     )
     result = run_suite(["tasks"], site, cwd=tmp_path)
     assert result.returncode == 1
@@ -250,7 +194,10 @@ def test_plugins_breaking_the_contract_fail_loudly_with_their_name(tmp_path, plu
     )
     class_name = body.split()[1].split("(")[0].rstrip(":")
     plugin_path(
-        make_plugin(tmp_path / "site", module, {name: f"{module}:{class_name}"}, {f"{module}.py": header + body})
+        make_plugin(
+            tmp_path / "site", module, {name: f"{module}:{class_name}"}, {f"{module}.py": header + body},
+            group=ENTRY_POINT_GROUP,
+        )
     )
     with pytest.raises(PluginError, match=rf"task plugin '{name}' \({module}:{class_name}\) {message}"):
         get_task(name)
@@ -258,6 +205,8 @@ def test_plugins_breaking_the_contract_fail_loudly_with_their_name(tmp_path, plu
 
 
 def test_a_name_registered_twice_is_refused(tmp_path, plugin_path):
-    plugin_path(make_plugin(tmp_path / "site", "impostor", {"cifar10": "impostor:Cifar10"}, {"impostor.py": ""}))
+    plugin_path(
+        make_plugin(tmp_path / "site", "impostor", {"cifar10": "impostor:Cifar10"}, {"impostor.py": ""}, group=ENTRY_POINT_GROUP)
+    )
     with pytest.raises(PluginError, match=r"task name 'cifar10' is registered twice"):
         list_tasks()

@@ -29,7 +29,7 @@ class CorruptDataError(SuiteError, ValueError):
 
 
 class PluginError(SuiteError, ImportError):
-    """A task plugin failed to load or violates the Task contract; names the plugin."""
+    """A task or model-family plugin failed to load or breaks its contract; names the plugin."""
 
 
 class TrackingError(SuiteError, ConnectionError):

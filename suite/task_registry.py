@@ -8,20 +8,14 @@ naming the plugin: a broken plugin is never silently skipped.
 from __future__ import annotations
 
 import functools
-from importlib.metadata import entry_points
 
 from suite.errors import PluginError, UnknownNameError
+from suite.plugins import load_plugin, registered
 from suite.task import ENTRY_POINT_GROUP, Task, TaskConfig
 
 
 def _load(entry_point) -> Task:
-    try:
-        obj = entry_point.load()
-    except Exception as err:  # any import-time failure of a plugin is the plugin's fault
-        raise PluginError(
-            f"task plugin {entry_point.name!r} ({entry_point.value}) failed to load: "
-            f"{type(err).__name__}: {err}"
-        ) from err
+    obj = load_plugin(entry_point, "task")
     try:
         task = obj() if isinstance(obj, type) and issubclass(obj, Task) else obj
     except Exception as err:  # a Task subclass whose constructor fails is as broken as a bad import
@@ -44,14 +38,7 @@ def _load(entry_point) -> Task:
 
 @functools.cache
 def _entry_points() -> dict[str, object]:
-    found = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in found and found[ep.name].value != ep.value:
-            raise PluginError(
-                f"task name {ep.name!r} is registered twice: {found[ep.name].value} and {ep.value}"
-            )
-        found[ep.name] = ep
-    return found
+    return registered(ENTRY_POINT_GROUP, "task")
 
 
 @functools.cache

@@ -265,7 +265,7 @@ def test_a_family_name_registered_twice_is_refused(tmp_path, plugin_path):
     plugin_path(
         make_plugin(tmp_path / "site", "impostor", {"spikformer": "impostor:FAMILY"}, {"impostor.py": ""}, group=ENTRY_POINT_GROUP)
     )
-    with pytest.raises(PluginError, match=r"model family 'spikformer' is registered twice"):
+    with pytest.raises(PluginError, match=r"model family name 'spikformer' is registered twice"):
         family_names()
 
 

@@ -10,23 +10,18 @@ raises `PluginError` naming the plugin, never skipped. `suite models` loads them
 from __future__ import annotations
 
 import functools
-from importlib.metadata import entry_points
 from typing import Any
 
 from torch import nn
 
 from suite.errors import PluginError, UnknownNameError, UsageError
 from suite.models.family import ENTRY_POINT_GROUP, ModelFamily, owns
+from suite.plugins import load_plugin, registered
 
 
 @functools.cache
 def _entry_points() -> dict[str, Any]:
-    found = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in found and found[ep.name].value != ep.value:
-            raise PluginError(f"model family {ep.name!r} is registered twice: {found[ep.name].value} and {ep.value}")
-        found[ep.name] = ep
-    return found
+    return registered(ENTRY_POINT_GROUP, "model family")
 
 
 @functools.cache
@@ -37,10 +32,7 @@ def load_family(family: str) -> ModelFamily:
         raise UnknownNameError(f"unknown model family {family!r}; valid families: {', '.join(sorted(eps)) or '(none)'}")
     ep = eps[family]
     where = f"model family plugin {ep.name!r} ({ep.value})"
-    try:
-        obj = ep.load()
-    except Exception as err:  # any import-time failure of a plugin is the plugin's fault
-        raise PluginError(f"{where} failed to load: {type(err).__name__}: {err}") from err
+    obj = load_plugin(ep, "model family")
     if not isinstance(obj, ModelFamily):
         raise PluginError(f"{where} is not a suite.models.family.ModelFamily (got {type(obj).__name__})")
     if obj.name != ep.name:

@@ -87,6 +87,7 @@ def test_a_failing_worker_raises_a_suite_error_naming_the_configuration():
     "args,message",
     [
         (["--model", "resnet-50"], "unknown model 'resnet-50'"),
+        (["--model", "sew-resnet-18"], "unknown model 'sew-resnet-18' (names look like 'spikformer-4-384')"),  # Spikformer's LIF paths only
         (["--task", "mnist"], "mnist"),
         (["--json", "/nonexistent-folder/x.json"], "does not exist"),
         (["--batch-size", "0"], "must be >= 1"),

@@ -53,6 +53,7 @@ def test_models_command_lists_spikformer_variants_and_the_zoo(tmp_path):
         assert rows[name]["family"] == name.rsplit("-", 1)[0] and rows[name]["takes"] == "static+sequence"
     assert rows["sew-resnet-18"]["params"] == rows["spiking-resnet-18"]["params"] == f"{RESNET18_PARAMS:,}"
     assert (rows["ms-resnet-18"]["input"], rows["ms-resnet-18"]["T"]) == ("3x224x224", "6")
+    assert rows["sew-resnet-18"]["T"] == rows["spiking-resnet-18"]["T"] == "4"
     for family in BUILT_IN:
         assert f"\n  {family}: " in result.stdout  # one note per family after the table
 
@@ -100,6 +101,19 @@ def test_a_task_s_options_reach_a_family_only_when_it_takes_them():
         create_model("sew-resnet-18", attn_scale=0.25)
     with pytest.raises(UsageError, match=r"model option cnf must be one of ADD, AND, IAND, got 'OR'"):
         create_model("sew-resnet-18", cnf="OR")
+
+
+@pytest.mark.parametrize("name", ["sew-resnet-18", "spiking-resnet-18"])
+def test_resnet_neurons_are_the_suite_s_lif_or_if(name):
+    from spikingjelly.activation_based import neuron
+
+    lif, integrate = create_model(name, num_classes=3), create_model(name, num_classes=3, neuron="if")
+    assert {type(m) for m in lif.modules() if isinstance(m, neuron.BaseNode)} == {neuron.LIFNode}
+    assert {type(m) for m in integrate.modules() if isinstance(m, neuron.BaseNode)} == {neuron.IFNode}
+    first = lif.net.sn1
+    assert (first.tau, first.v_reset, first.detach_reset, first.surrogate_function.alpha) == (2.0, 0.0, True, 4.0)
+    if name == "sew-resnet-18":
+        assert {m.cnf for m in create_model(name, cnf="IAND").modules() if hasattr(m, "cnf")} == {"IAND"}
 
 
 def test_unknown_names_list_the_families_names():
@@ -272,7 +286,7 @@ def test_a_family_name_registered_twice_is_refused(tmp_path, plugin_path):
 # ------------------------------------------------------------------ a zoo model through `suite run`
 
 
-def test_suite_run_trains_a_zoo_model_into_one_mlflow_run_and_its_own_board_row(tmp_path):
+def test_suite_run_trains_a_zoo_model_into_one_mlflow_run_with_its_own_board_row_and_eval_reads_it(tmp_path):
     from tests.helpers.cli_runs import mlflow_runs
 
     home = tmp_path / "home"
@@ -299,3 +313,11 @@ def test_suite_run_trains_a_zoo_model_into_one_mlflow_run_and_its_own_board_row(
         rows = [row for row in csv.DictReader(handle) if row["section"] == "synthetic"]
     assert [row["model"] for row in rows] == ["sew-resnet-18"]
     assert rows[0]["run_ids"] == runs[0].info.run_id and rows[0]["energy_mj"] not in ("", "-")
+
+    # `suite eval` reads the run's checkpoint into the zoo model (the plan, made before Ray starts).
+    from suite.engine.eval_driver import EvalRequest, plan_eval
+
+    uri = tracking.sqlite_uri(home / "mlflow.db")
+    plan = plan_eval(EvalRequest(task=None, checkpoint=None, run_id=runs[0].info.run_id, overrides={"tracking_uri": uri}))
+    assert (plan.checkpoint.format, plan.settings.model, plan.model_config.to_dict()["time_steps"]) == ("suite", "sew-resnet-18", 2)
+    assert sum(v.numel() for k, v in plan.state_dict.items() if not k.endswith("num_batches_tracked") and "running" not in k) == params

@@ -26,11 +26,11 @@ class Workload:
 
 def suite_config(spec: BenchSpec):
     """The SpikformerConfig that `spec` benchmarks (task shapes, classes and T)."""
-    from suite.models import model_config
+    from suite.models.registry import spikformer_config
     from suite.task_registry import get_task
 
     task = get_task(spec.task)
-    return model_config(spec.model, **task.model_kwargs(spec.time_steps)), task
+    return spikformer_config(spec.model, **task.model_kwargs(spec.time_steps)), task
 
 
 def synthetic_batch(spec: BenchSpec) -> tuple[torch.Tensor, torch.Tensor]:

@@ -60,7 +60,7 @@ def run(args) -> int:
 
     from suite.bench.runner import format_report, run_bench
     from suite.errors import UsageError
-    from suite.models import model_config
+    from suite.models.registry import spikformer_config  # the benchmark measures Spikformer's LIF paths
     from suite.task_registry import get_task
 
     from suite.bench.timing import require_device
@@ -70,7 +70,7 @@ def run(args) -> int:
     except ValueError as err:
         raise UsageError(f"--device {args.device}: {err}") from err
     task = get_task(args.task)  # unknown names fail here, before any process starts
-    model_config(args.model, **task.model_kwargs(args.time_steps))
+    spikformer_config(args.model, **task.model_kwargs(args.time_steps))
     if args.json:
         target = Path(args.json)
         if not target.parent.exists():

@@ -64,7 +64,7 @@ class EvalPlan:
     settings: RunSettings
     checkpoint: Checkpoint
     origin: str  # "mlflow-run:<id>" or the file's path
-    model_config: Any  # SpikformerConfig
+    model_config: Any  # the model family's config, e.g. a SpikformerConfig
     state_dict: dict  # the weights under the suite's key names, checked against the model
     neurobench: bool
 
@@ -89,7 +89,7 @@ class EvalOutcome:
 
 def plan_eval(request: EvalRequest) -> EvalPlan:
     """Read and check the checkpoint, resolve the settings, load the weights once: before Ray."""
-    from suite.models import Spikformer, model_config
+    from suite.models import get_family, model_config, options_for_task
     from suite.task_registry import get_task
 
     if bool(request.checkpoint) == bool(request.run_id):
@@ -118,9 +118,9 @@ def plan_eval(request: EvalRequest) -> EvalPlan:
         if settings.amp != "off":
             raise UsageError(f"--neurobench replays layers in float32; evaluate with --amp off (now {settings.amp})")
     task = get_task(settings.task)
-    config = model_config(settings.model, **task.model_kwargs(settings.time_steps))
+    config = model_config(settings.model, **options_for_task(settings.model, task, settings.time_steps))
     check_architecture(checkpoint, settings.model, config)
-    model = Spikformer(config)
+    model = get_family(settings.model).build(config)
     load_weights(model, checkpoint)
     return EvalPlan(settings, checkpoint, origin, config, model.state_dict(), request.neurobench)
 

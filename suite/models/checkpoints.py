@@ -195,7 +195,7 @@ def read_checkpoint(path: str | os.PathLike, *, fmt: str = "auto", trust: bool =
     if not isinstance(weights, Mapping) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise CheckpointError(f"checkpoint {path}: its {entry} entry is not a mapping of tensors")
     state_dict = {str(k).removeprefix("module."): v for k, v in weights.items()}
-    found = _key_format(state_dict, path)
+    found = "suite" if entry == "model" else _key_format(state_dict, path)  # a suite checkpoint, of any model family
     if fmt != "auto" and fmt != found:
         raise UsageError(f"--format {fmt}: checkpoint {path} holds {found}-format weights (key names {list(state_dict)[:2]})")
     args = raw.get("args")
@@ -226,7 +226,7 @@ def check_architecture(checkpoint: Checkpoint, model_name: str, config) -> None:
     if problems:
         raise CheckpointError(
             f"checkpoint {checkpoint.path} was trained as another architecture than {model_name} "
-            f"(heads={config.heads}, T={config.time_steps}): " + "; ".join(problems)
+            f"(heads={getattr(config, 'heads', '-')}, T={config.time_steps}): " + "; ".join(problems)
             + ". A state_dict does not record heads or T, so these must agree; pick the matching --model / --time-steps"
         )
 

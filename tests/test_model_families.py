@@ -265,7 +265,7 @@ BAD_FAMILIES = {
 @pytest.mark.parametrize("name", sorted(BAD_FAMILIES))
 def test_families_breaking_the_contract_fail_loudly_with_their_name(tmp_path, plugin_path, name):
     body, message = BAD_FAMILIES[name]
-    module = "bad_" + name.replace("-", "_")
+    module = "bad_family_" + name.replace("-", "_")
     source = f"from suite.models import ModelFamily\nFAMILY = {body}\n"
     plugin_path(make_plugin(tmp_path / "site", module, {name: f"{module}:FAMILY"}, {f"{module}.py": source}, group=ENTRY_POINT_GROUP))
     with pytest.raises(PluginError, match=rf"model family plugin '{name}' \({module}:FAMILY\) .*{message}"):

@@ -70,6 +70,7 @@ def plugin_path(monkeypatch):
     def add(site: Path) -> None:
         monkeypatch.syspath_prepend(str(site))
         added.extend(p.name for p in site.iterdir() if p.is_dir() and not p.name.endswith(".dist-info"))
+        added.extend(p.stem for p in site.glob("*.py"))  # single-module plugins
         clear_tasks()
         clear_families()
 

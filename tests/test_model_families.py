@@ -275,6 +275,17 @@ def test_families_breaking_the_contract_fail_loudly_with_their_name(tmp_path, pl
     assert create_model("spikformer-1-32", num_classes=3).config.dim == 32  # other families still load by name
 
 
+def test_install_metadata_without_model_families_says_to_reinstall(tmp_path):
+    """An editable install made before model families existed: its metadata, first on the path, registers none."""
+    from suite.task import ENTRY_POINT_GROUP as TASKS
+
+    site = make_plugin(tmp_path / "site", "spikformer_suite", {"cifar10": "tasks.cifar:Cifar10"}, {}, group=TASKS)
+    result = run_suite(["models"], site, cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "no model family is registered under the entry-point group 'spikformer_suite.models'" in result.stderr
+    assert "reinstall it (pip install -e .)" in result.stderr
+
+
 def test_a_family_name_registered_twice_is_refused(tmp_path, plugin_path):
     plugin_path(
         make_plugin(tmp_path / "site", "impostor", {"spikformer": "impostor:FAMILY"}, {"impostor.py": ""}, group=ENTRY_POINT_GROUP)

@@ -21,7 +21,13 @@ from suite.plugins import load_plugin, registered
 
 @functools.cache
 def _entry_points() -> dict[str, Any]:
-    return registered(ENTRY_POINT_GROUP, "model family")
+    found = registered(ENTRY_POINT_GROUP, "model family")
+    if not found:  # the suite registers its own families: their absence is stale install metadata
+        raise PluginError(
+            f"no model family is registered under the entry-point group {ENTRY_POINT_GROUP!r}: the installed "
+            "metadata of spikformer-suite predates model families; reinstall it (pip install -e .)"
+        )
+    return found
 
 
 @functools.cache
@@ -55,11 +61,6 @@ def list_families() -> list[ModelFamily]:
 
 def get_family(model: str) -> ModelFamily:
     """The family that `model` names: the registered family whose name is the longest prefix of it."""
-    if not _entry_points():
-        raise PluginError(
-            f"no model family is registered under the entry-point group {ENTRY_POINT_GROUP!r}: the installed "
-            "metadata of spikformer-suite predates model families; reinstall it (pip install -e .)"
-        )
     owners = [family for family in _entry_points() if isinstance(model, str) and owns(family, model)]
     if not owners:
         raise _unknown_model(model, "no model family's name starts it", family_names())

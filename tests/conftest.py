@@ -21,6 +21,23 @@ def pytest_configure(config):
     )
 
 
+IMPLY_SLOW = ("cluster", "browser", "wheel")  # markers whose tests are slow by nature
+SERVICE_FIXTURES = {"ray_cluster", "ray_head", "mlflow_server"}  # each starts real processes (tests/helpers/cluster.py)
+
+
+def pytest_collection_modifyitems(config, items):
+    """`-m "not slow"` leaves out every cluster, browser and wheel test without each saying so twice,
+    and a test that starts services without a marker saying so stops the collection."""
+    for item in items:
+        if not item.get_closest_marker("slow") and any(item.get_closest_marker(name) for name in IMPLY_SLOW):
+            item.add_marker(pytest.mark.slow)
+    unmarked = [item.nodeid for item in items
+                if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("slow")]
+    if unmarked:
+        raise pytest.UsageError(f"these tests start Ray or MLflow services but are not marked cluster (or "
+                                f"browser), so the fast subset would run them: {unmarked}; add @pytest.mark.cluster")
+
+
 @pytest.hookimpl(tryfirst=True)  # before any fixture of the test is set up
 def pytest_runtest_setup(item):
     prerequisites.enforce(item)

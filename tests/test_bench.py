@@ -40,6 +40,7 @@ def tiny_bench_report(tmp_path, *args) -> tuple[dict, str]:
     return json.loads(out.read_text()), proc.stdout
 
 
+@pytest.mark.slow
 def test_bench_compare_spikingjelly_both_modes_writes_the_json_report(tmp_path):
     report, table = tiny_bench_report(tmp_path, "--batch-size", "2", "--steps", "1", "--threads", "1")
     assert report["model"] == "spikformer-1-32" and report["compare"] == ["spikingjelly"]
@@ -77,12 +78,14 @@ def test_matmul_rate_is_measured():
     assert matmul_gflops(n=256, reps=2) > 0.1
 
 
+@pytest.mark.slow
 def test_a_failing_worker_raises_a_suite_error_naming_the_configuration():
     spec = BenchSpec(impl="suite", model="spikformer-1-33", task="cifar10", mode="train", batch_size=2, steps=1)
     with pytest.raises(SuiteError, match=r"benchmark worker suite/train failed: .*spikformer-1-33"):
         run_worker(spec, timeout_s=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args,message",
     [

@@ -95,6 +95,7 @@ def _suite_run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProc
     return done
 
 
+@pytest.mark.cluster
 def test_runs_honour_the_environment_and_flags_beat_it(ray_head, tmp_path):
     tiny = ["--task", "cifar10", *TINY, "--epochs", "1", "--synthetic-size", "8", "--cpus-per-worker", "1"]
     env_store, flag_store = tmp_path / "env.db", tmp_path / "flag.db"

@@ -22,6 +22,8 @@ from suite.models.checkpoints import file_sha256
 from suite.task_registry import get_task
 from tests.helpers.official_checkpoint import write_official_checkpoint
 
+pytestmark = pytest.mark.slow  # every test here trains or evaluates through a real Ray
+
 TINY_RUN = [
     "--task", "cifar10", "--model", "spikformer-1-32", "--data", "synthetic", "--time-steps", "2", "--batch-size", "8",
     "--warmup-epochs", "0", "--amp", "off", "--epochs", "1", "--synthetic-size", "16",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from suite.errors import CorruptDataError, TrackingError
 from suite.leaderboard import generate_leaderboards
 from suite.leaderboard.references import default_references_path, load_references
 from suite.leaderboard.svg_plot import Point, nice_ticks, pareto_front
+from tests.helpers.ports import free_port
 
 FULL = {  # every metric a finished `suite run` logs, for runs that are not about missing values
     schema.M_TOP5: 99.0,
@@ -238,14 +238,8 @@ def test_no_runs_gives_published_rows_and_a_note(tmp_path, capsys):
     assert "cifar100 / default" in capsys.readouterr().out
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_unreachable_tracking_server_is_a_clear_error(tmp_path, capsys):
-    uri = f"http://127.0.0.1:{_closed_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(TrackingError, match="unreachable"):
         generate_leaderboards(tmp_path, tracking_uri=uri, publish=False)
     assert main(["leaderboard", "--tracking-uri", uri, "--out", str(tmp_path), "--no-publish"]) == TrackingError.exit_code

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,17 +25,15 @@ from mlflow import MlflowClient
 from suite import schema, tracking
 from suite.leaderboard import generate_leaderboards
 from tests.helpers.prerequisites import require
+from tests.helpers.ports import free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = require("Chromium (chromium or chromium-browser on PATH)", CHROMIUM is not None,
-                     "install Debian's chromium package (apt-get install -y chromium), as .ci/run does")
+pytestmark = [
+    pytest.mark.browser,
+    require("Chromium (chromium or chromium-browser on PATH)", CHROMIUM is not None,
+            "install Debian's chromium package (apt-get install -y chromium), as .ci/run does"),
+]
 SERVER_START_TIMEOUT_S = 240  # mlflow server migrates a fresh sqlite store first: slow on a busy 2-core box
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get(url: str, timeout: float = 10) -> bytes:
@@ -59,7 +56,7 @@ def dump_dom(url: str, profile: Path, budget_ms: int = 5000) -> str:
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+    port = free_port()
     log_file = (root / "server.log").open("w")
     server = subprocess.Popen(
         [

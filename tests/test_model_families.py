@@ -43,6 +43,7 @@ def test_built_in_families_register_through_entry_points():
     assert list(get_family("spikformer-4-384").names) == list_models()
 
 
+@pytest.mark.slow
 def test_models_command_lists_spikformer_variants_and_the_zoo(tmp_path):
     result = run_suite(["models"], tmp_path, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -297,6 +298,7 @@ def test_a_family_name_registered_twice_is_refused(tmp_path, plugin_path):
 # ------------------------------------------------------------------ a zoo model through `suite run`
 
 
+@pytest.mark.slow
 def test_suite_run_trains_a_zoo_model_into_one_mlflow_run_with_its_own_board_row_and_eval_reads_it(tmp_path):
     from tests.helpers.cli_runs import mlflow_runs
 

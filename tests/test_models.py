@@ -254,6 +254,7 @@ def test_official_loader_rejects_a_mismatched_checkpoint():
         load_official_state_dict(model, sd)
 
 
+@pytest.mark.slow
 def test_models_command_prints_the_table():
     out = subprocess.run(
         [sys.executable, "-m", "suite", "models"], capture_output=True, text=True, check=True, timeout=120

@@ -274,6 +274,7 @@ def test_run_settings_carry_the_preprocessing():
         resolve_settings("cifar10", {"data": "synthetic", "preprocess": "ctrgcn"})
 
 
+@pytest.mark.slow
 @needs_samples
 def test_a_run_on_the_real_samples_trains_with_ctrgcn(real_root, tmp_path, monkeypatch, capsys):
     """`suite run --preprocess ctrgcn` end to end: embedded Ray, the real files, an MLflow run."""

@@ -57,3 +57,12 @@ def test_every_test_that_can_skip_on_a_fresh_machine_is_named_with_how_to_enable
         assert how in section
     if any("pytest.mark.cuda" in text for text in sources.values()):
         assert "`pytest -m cuda`" in section
+
+
+def test_every_registered_marker_is_explained_in_the_set_up_section():
+    markers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]
+    names = [line.split(":")[0] for line in markers]
+    assert {"slow", "cluster", "browser"} <= set(names)
+    section = " ".join(setup_section().split())
+    assert '`pytest -m "not slow"`' in section.replace(".venv/bin/python -m ", "")
+    assert [name for name in names if f"`{name}`" not in section] == []

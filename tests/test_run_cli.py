@@ -14,7 +14,6 @@ from __future__ import annotations
 import glob
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from suite.engine.config import FIELD_NAMES
 from suite.engine.crash_injection import CRASH_ENV, DEFAULT_MARKER
 from suite.engine.run_logger import LAYER_FIRING_RATE_PREFIX, TAG_RESUMED_FROM_EPOCH
 from tests.helpers.cli_runs import TINY, kill_after_first_checkpoint, metric_steps, mlflow_runs
+from tests.helpers.ports import free_port
 
 EPOCH_METRICS = [
     schema.M_EPOCH, schema.M_LOSS, schema.M_TOP1, schema.M_TOP5, schema.M_BEST_TOP1, schema.M_EVAL_LOSS, schema.M_LR,
@@ -45,12 +45,6 @@ def _cli(args: list[str], home: Path, timeout: float = 120, **env) -> subprocess
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _one_error_line(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1, f"expected one error line, got:\n{stderr}"
@@ -61,12 +55,13 @@ def _one_error_line(stderr: str) -> str:
 # ------------------------------------------------------------------ errors before anything starts
 
 
+@pytest.mark.slow
 def test_unknown_task_and_unreachable_server_fail_fast_as_subprocesses(tmp_path):
     unknown = _cli(["--task", "cifar11", *TINY], tmp_path)
     assert unknown.returncode == 2
     assert _one_error_line(unknown.stderr).startswith("python -m suite run: error: unknown task 'cifar11'; valid tasks:")
 
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     unreachable = _cli(["--task", "cifar10", *TINY, "--tracking-uri", dead], tmp_path)
     assert unreachable.returncode == 1
     assert f"MLflow tracking server {dead} is unreachable" in _one_error_line(unreachable.stderr)
@@ -123,6 +118,7 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_two_worker_run_survives_a_worker_crash_as_one_mlflow_run(ray_session, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SUITE_HOME", str(tmp_path))
     monkeypatch.setenv(CRASH_ENV, "epoch=1,rank=1,step=1")  # default marker: in the Ray run folder
@@ -204,6 +200,7 @@ def test_two_worker_run_survives_a_worker_crash_as_one_mlflow_run(ray_session, t
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 
+@pytest.mark.slow
 def test_a_failing_run_ends_failed_with_its_error(ray_session, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SUITE_HOME", str(tmp_path))
     args = ["--task", "cifar10", *TINY, "--epochs", "1", "--synthetic-size", "4", "--max-failures", "0"]
@@ -220,6 +217,7 @@ def test_a_failing_run_ends_failed_with_its_error(ray_session, tmp_path, monkeyp
     assert "Traceback" in (Path(runs[0].info.artifact_uri) / "error.txt").read_text()
 
 
+@pytest.mark.slow
 def test_driver_killed_with_sigkill_is_resumed_into_the_same_run(tmp_path):
     home = tmp_path / "home"
     args = ["--task", "cifar10", *TINY, "--epochs", "3", "--synthetic-size", "32", "--workers", "1"]

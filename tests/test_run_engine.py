@@ -325,6 +325,7 @@ def test_shards_are_disjoint_and_cover_every_sample():
     assert set().union(*shards) == set(range(EVAL_SIZE)) and sum(map(len, shards)) == EVAL_SIZE
 
 
+@pytest.mark.slow
 def test_two_process_gloo_eval_equals_single_process(tmp_path):
     _evaluate_on(0, 1, "", str(tmp_path))
     mp.spawn(_evaluate_on, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)

@@ -7,8 +7,13 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -173,3 +178,65 @@ def test_run_settings_round_trip_through_config_yaml():
     settings = resolve_settings("cifar10", {"data": "synthetic"})
     assert RunSettings.from_dict(yaml.safe_load(settings.to_yaml())) == settings
     assert list(yaml.safe_load(settings.to_yaml())) == list(FIELDS)
+
+
+# ------------------------------------------------------------------ adding a setting is adding a field
+
+NEW_FIELD = '    toy_decay: float = recipe(Number(at_most=1), "P", "a setting only this test declares", default=0.25, tunable=True)\n'
+NEW_SETTING_PROBE = r"""
+import contextlib, io, json, sys
+from suite.cli import build_parser
+from suite.commands.setting_flags import overrides_from_args
+from suite.engine.config import resolve_settings
+from suite.errors import UsageError
+from suite.run_settings import TUNABLE
+from suite.task import Recipe
+
+def help_of(command):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    return out.getvalue()
+
+def resolve(*flags, config=None):
+    args = build_parser().parse_args(["run", "--task", "cifar10", "--data", "synthetic", *flags])
+    return resolve_settings(args.task, overrides_from_args(args), config)
+
+try:
+    resolve("--toy-decay", "2")
+    refused = None
+except UsageError as err:
+    refused = str(err)
+print(json.dumps({
+    "run_help": help_of("run"), "tune_help": help_of("tune"), "refused": refused,
+    "recipe_default": Recipe.__dataclass_fields__["toy_decay"].default,
+    "from_recipe": resolve().toy_decay, "from_flag": resolve("--toy-decay", "0.5").toy_decay,
+    "from_file": resolve(config=sys.argv[1]).toy_decay,
+    "hashed": "toy_decay" in resolve().hashed_fields(), "tunable": "toy_decay" in TUNABLE,
+}))
+"""
+
+
+def test_a_new_setting_is_one_field_and_gets_its_flag_check_and_recipe(tmp_path):
+    """The README's contributor claim, run: a copy of the package whose RunSettings has one more
+    field (and nothing else changed) takes the flag, shows its help, refuses a bad value naming the
+    flag, reads it from the recipe and a YAML file, and hashes and tunes it."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.so", "build")
+    for package in ("suite", "tasks"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=ignore)
+    source = (tmp_path / "suite" / "run_settings.py").read_text()
+    anchor = "    seed: int = builtin("
+    assert source.count(anchor) == 1, "run_settings.py changed; pick another line to add the field before"
+    (tmp_path / "suite" / "run_settings.py").write_text(source.replace(anchor, NEW_FIELD + anchor))
+    config = tmp_path / "run.yaml"
+    config.write_text("toy_decay: 0.75\n")
+    env = {**os.environ, "SUITE_NATIVE_KERNELS": "0", "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", NEW_SETTING_PROBE, str(config)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.splitlines()[-1])
+    for command in ("run_help", "tune_help"):
+        assert re.search(r"--toy-decay P\s+a setting only this test declares", seen[command]), seen[command]
+    assert seen["refused"] is not None and seen["refused"].startswith("--toy-decay must be "), seen["refused"]
+    assert (seen["recipe_default"], seen["from_recipe"], seen["from_flag"], seen["from_file"]) == (0.25, 0.25, 0.5, 0.75)
+    assert seen["hashed"] and seen["tunable"]

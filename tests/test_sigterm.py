@@ -148,6 +148,7 @@ def _suite(args: list[str], env: dict[str, str], timeout: float = 600) -> subpro
     )
 
 
+@pytest.mark.slow
 def test_sigterm_and_ctrl_c_end_a_run_killed_and_resume_continues_it(tmp_path):
     home = tmp_path / "suite"
     uri = f"sqlite:///{home / 'mlflow.db'}"
@@ -190,6 +191,7 @@ def test_sigterm_and_ctrl_c_end_a_run_killed_and_resume_continues_it(tmp_path):
     assert len(os.listdir(home / "ray_results")) == 1  # one Ray run folder for both drivers
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_sweep_with_every_run_killed(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = base_env(tmp_path / "home") | {"SUITE_HOME": str(tmp_path / "suite")}
@@ -217,6 +219,7 @@ def test_sigterm_stops_a_sweep_with_every_run_killed(tmp_path):
     assert f"continue it with: python -m suite tune --resume sweep-{parent.info.run_id}" in log
 
 
+@pytest.mark.cluster
 def test_jobs_stop_ends_a_submitted_run_killed(ray_cluster, mlflow_server):
     env = base_env(ray_cluster.home) | {"RAY_AUTH_TOKEN_PATH": str(ray_cluster.token_path)}
     submitted = _suite(["submit", "--no-wait", "--address", ray_cluster.dashboard_url, "--tracking-uri",

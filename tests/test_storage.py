@@ -80,6 +80,7 @@ def test_missing_bucket_fails_before_ray_starts(s3_env, tmp_path, monkeypatch):
         check_storage("s3://no-such-bucket/runs")
 
 
+@pytest.mark.slow
 def test_a_run_keeps_its_checkpoints_in_the_storage_path_folder(tmp_path):
     home, shared = tmp_path / "home", tmp_path / "shared"
     args = ["--task", "cifar10", *TINY, "--epochs", "1", "--synthetic-size", "16", "--storage-path", str(shared)]
@@ -92,6 +93,7 @@ def test_a_run_keeps_its_checkpoints_in_the_storage_path_folder(tmp_path):
     assert not (home / "ray_results").exists()  # nothing went to the default folder
 
 
+@pytest.mark.slow
 def test_two_worker_run_on_s3_killed_after_its_first_checkpoint_resumes_from_the_bucket(s3_env, tmp_path):
     env_s3, s3 = s3_env
     home = tmp_path / "home"

@@ -14,7 +14,8 @@ import pytest
 from suite import ray_jobs_client
 from suite.cli import main
 from suite.errors import UsageError
-from tests.helpers.cluster import REPO_ROOT, base_env, free_port, http_get, mlflow_server, ray_cluster  # noqa: F401
+from tests.helpers.cluster import REPO_ROOT, base_env, http_get, mlflow_server, ray_cluster  # noqa: F401
+from tests.helpers.ports import free_port
 
 TINY_RUN = [
     "run", "--task", "cifar10", "--model", "spikformer-1-32", "--data", "synthetic", "--synthetic-size", "32",
@@ -159,17 +160,20 @@ def client_env(ray_cluster, token_file: Path | None = None) -> dict[str, str]:
     return env
 
 
+@pytest.mark.cluster
 def test_cluster_refuses_requests_without_the_token(ray_cluster):
     status, _ = http_get(f"{ray_cluster.dashboard_url}/api/version")
     assert status == 401  # token auth is on: the dashboard itself refuses anonymous requests
 
 
+@pytest.mark.cluster
 def test_missing_token_is_a_clear_error(ray_cluster):
     result = suite_cli(["jobs", "list", "--address", ray_cluster.dashboard_url], client_env(ray_cluster))
     assert result.returncode == 1
     assert "requires an auth token and none was found" in result.stderr and "ray get-auth-token" in result.stderr
 
 
+@pytest.mark.cluster
 def test_wrong_token_is_a_clear_error(ray_cluster, tmp_path):
     wrong = tmp_path / "wrong_token"
     wrong.write_text("0" * 64)
@@ -180,6 +184,7 @@ def test_wrong_token_is_a_clear_error(ray_cluster, tmp_path):
     assert "0" * 64 not in result.stderr  # the token itself is never printed
 
 
+@pytest.mark.cluster
 def test_submitted_run_uses_both_nodes_and_lands_in_mlflow(ray_cluster, mlflow_server):
     from mlflow.tracking import MlflowClient
 
@@ -213,6 +218,7 @@ def test_submitted_run_uses_both_nodes_and_lands_in_mlflow(ray_cluster, mlflow_s
     assert logs.returncode == 0 and "finished in" in logs.stdout
 
 
+@pytest.mark.cluster
 def test_failed_job_makes_submit_exit_nonzero_with_the_jobs_error(ray_cluster, mlflow_server):
     argv = ["submit", "--address", ray_cluster.dashboard_url, "--tracking-uri", mlflow_server.uri, "--",
             "run", "--task", "cifar10", "--model", "spikformer-1-32", "--data-root", "/nonexistent/suite-data"]  # fmt: skip
@@ -221,6 +227,7 @@ def test_failed_job_makes_submit_exit_nonzero_with_the_jobs_error(ray_cluster, m
     assert "FAILED" in result.stderr and "data not found" in result.stderr
 
 
+@pytest.mark.cluster
 def test_jobs_stop_and_status(ray_cluster, mlflow_server):
     env = client_env(ray_cluster, ray_cluster.token_path)
     long_run = [*TINY_RUN, "--epochs", "1000", "--experiment", "stop-test"]

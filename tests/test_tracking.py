@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import socket
 import threading
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from suite import schema, tracking
 from suite.errors import TrackingError, UsageError
+from tests.helpers.ports import free_port
 
 
 @pytest.fixture
@@ -40,12 +40,6 @@ def test_tracking_uri_resolution(tmp_path, monkeypatch):
         tracking.resolve_tracking_uri("ftp://host/x")
     with pytest.raises(UsageError, match="expected sqlite:///PATH"):
         tracking.resolve_tracking_uri("sqlite://")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
@@ -82,7 +76,7 @@ def test_server_probe(health_server):
         tracking.check_tracking_server(health_server(401))
     with pytest.raises(TrackingError, match="refused the health check: HTTP 503"):
         tracking.check_tracking_server(health_server(503))
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(TrackingError, match=rf"MLflow tracking server {dead} is unreachable .*omit --tracking-uri"):
         tracking.check_tracking_server(dead)
 

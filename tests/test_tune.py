@@ -214,6 +214,7 @@ def _logged_epochs(uri: str, run_id: str) -> list[int]:
     return [int(m.value) for m in sorted(history, key=lambda m: (m.timestamp, m.step))]
 
 
+@pytest.mark.slow
 def test_asha_sweep_is_interrupted_then_resumed_into_one_parent_and_two_finished_trials(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = base_env(tmp_path / "home") | {"SUITE_HOME": str(tmp_path / "suite")}
